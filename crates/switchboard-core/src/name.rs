@@ -1,0 +1,299 @@
+//! Cheap-to-clone validated names: [`ProviderId`], [`Scene`], [`TenantId`].
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A `&'static str` or a shared `Arc<str>`: clones never allocate.
+#[derive(Clone)]
+enum Repr {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Repr {
+    fn as_str(&self) -> &str {
+        match self {
+            Repr::Static(s) => s,
+            Repr::Shared(s) => s,
+        }
+    }
+}
+
+/// The rule a name must follow.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// `[a-z][a-z0-9_]*`: the name ends up inside snake_case reason codes and metric labels.
+    Snake,
+    /// Printable ASCII without spaces, quotes or backslashes: tenants come from operators' maps.
+    Token,
+}
+
+const MAX_LEN: usize = 64;
+
+const fn check(s: &str, rule: Rule) -> Result<(), &'static str> {
+    let b = s.as_bytes();
+    if b.is_empty() {
+        return Err("must not be empty");
+    }
+    if b.len() > MAX_LEN {
+        return Err("must be at most 64 bytes long");
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let ok = match rule {
+            Rule::Snake => c.is_ascii_lowercase() || (i > 0 && (c.is_ascii_digit() || c == b'_')),
+            Rule::Token => c.is_ascii_graphic() && c != b'"' && c != b'\\',
+        };
+        if !ok {
+            return Err(match rule {
+                Rule::Snake => {
+                    "must be lowercase snake_case: a letter, then letters, digits or `_`"
+                }
+                Rule::Token => "must be printable ASCII without spaces, quotes or backslashes",
+            });
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// A name that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidName {
+    kind: &'static str,
+    name: String,
+    problem: &'static str,
+}
+
+impl fmt::Display for InvalidName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {} {:?}: {}", self.kind, self.name, self.problem)
+    }
+}
+
+impl std::error::Error for InvalidName {}
+
+macro_rules! name_type {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $rule:expr) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        pub struct $name(Repr);
+
+        impl $name {
+            /// Builds the name from a static string at no cost.
+            ///
+            /// # Panics
+            ///
+            /// Panics (at compile time in a `const`) when the name is invalid.
+            pub const fn from_static(name: &'static str) -> Self {
+                match check(name, $rule) {
+                    Ok(()) => Self(Repr::Static(name)),
+                    Err(problem) => panic!("{}", problem),
+                }
+            }
+
+            /// Validates and builds the name.
+            pub fn new(name: impl AsRef<str>) -> Result<Self, InvalidName> {
+                let name = name.as_ref();
+                match check(name, $rule) {
+                    Ok(()) => Ok(Self(Repr::Shared(Arc::from(name)))),
+                    Err(problem) => Err(InvalidName { kind: $kind, name: name.to_owned(), problem }),
+                }
+            }
+
+            /// The name as a string slice.
+            pub fn as_str(&self) -> &str {
+                self.0.as_str()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.as_str(), f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.as_str() == other.as_str()
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl Hash for $name {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.as_str().hash(state)
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.as_str().cmp(other.as_str())
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::new(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                Self::new(&*s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// The name of a configured provider: `openai`, `anthropic`, or any name an operator
+    /// gives (`azure_eu`, `vllm_local`). Lowercase snake_case, at most 64 bytes, because it
+    /// becomes part of reason codes (`openai_first_token_timeout`) and metric labels.
+    ///
+    /// Cloning never allocates.
+    ///
+    /// ```
+    /// use switchboard_core::ProviderId;
+    /// let id: ProviderId = "azure_eu".parse().unwrap();
+    /// assert_eq!(id, "azure_eu");
+    /// assert!("Azure EU".parse::<ProviderId>().is_err());
+    /// assert_eq!(ProviderId::OPENAI.as_str(), "openai");
+    /// ```
+    ProviderId,
+    "provider id",
+    Rule::Snake
+);
+
+impl ProviderId {
+    /// `openai`.
+    pub const OPENAI: ProviderId = ProviderId::from_static("openai");
+    /// `anthropic`.
+    pub const ANTHROPIC: ProviderId = ProviderId::from_static("anthropic");
+}
+
+name_type!(
+    /// A scene tag: what the request is for (`chat`, `code`, `summary`, or any tag an
+    /// operator defines). Lowercase snake_case, at most 64 bytes.
+    Scene,
+    "scene",
+    Rule::Snake
+);
+
+impl Scene {
+    /// `chat`: conversational traffic.
+    pub const CHAT: Scene = Scene::from_static("chat");
+    /// `code`: code generation and review.
+    pub const CODE: Scene = Scene::from_static("code");
+    /// `summary`: summarisation of supplied text.
+    pub const SUMMARY: Scene = Scene::from_static("summary");
+}
+
+name_type!(
+    /// The tenant a request is billed to (a team, a customer, an API key's owner).
+    /// Printable ASCII without spaces, quotes or backslashes, at most 64 bytes.
+    TenantId,
+    "tenant id",
+    Rule::Token
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_ids_are_snake_case() {
+        assert!(ProviderId::new("openai").is_ok());
+        assert!(ProviderId::new("azure_eu2").is_ok());
+        for bad in [
+            "",
+            "OpenAI",
+            "2openai",
+            "open-ai",
+            "open ai",
+            &"a".repeat(65),
+        ] {
+            let err = ProviderId::new(bad).expect_err(bad);
+            assert!(err.to_string().starts_with("invalid provider id"), "{err}");
+        }
+    }
+
+    #[test]
+    fn tenants_allow_tokens_but_not_spaces() {
+        assert!(TenantId::new("team-42:prod@eu").is_ok());
+        assert!(TenantId::new("team 42").is_err());
+        assert!(TenantId::new("a\"b").is_err());
+    }
+
+    #[test]
+    fn static_and_shared_names_compare_equal_and_hash_alike() {
+        use std::collections::HashSet;
+        let shared = ProviderId::new("openai").unwrap();
+        assert_eq!(shared, ProviderId::OPENAI);
+        let set: HashSet<ProviderId> = [ProviderId::OPENAI].into_iter().collect();
+        assert!(set.contains(&shared));
+        assert!(set.contains("openai"));
+    }
+
+    #[test]
+    fn serde_round_trip_and_rejects_invalid() {
+        let json = serde_json::to_string(&Scene::CODE).unwrap();
+        assert_eq!(json, "\"code\"");
+        let back: Scene = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, Scene::CODE);
+        let err = serde_json::from_str::<Scene>("\"Code Review\"").unwrap_err();
+        assert!(err.to_string().contains("invalid scene"), "{err}");
+    }
+}
