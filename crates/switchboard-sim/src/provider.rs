@@ -86,10 +86,12 @@ impl SimProvider {
         &self.inner.stats
     }
 
-    /// Draws the next call's plan.
-    pub(crate) fn next_plan(&self, body: &switchboard_core::ChatBody) -> Plan {
+    /// Starts a call: counts it and draws its plan.
+    pub(crate) fn begin(&self, body: &switchboard_core::ChatBody) -> (Plan, CallGuard) {
+        let guard = CallGuard::new(self.inner.stats.clone());
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        plan::draw(&self.inner.config, seq, self.inner.epoch.elapsed(), body)
+        let plan = plan::draw(&self.inner.config, seq, self.inner.epoch.elapsed(), body);
+        (plan, guard)
     }
 }
 
@@ -112,10 +114,9 @@ impl Service<ChatRequest> for SimProvider {
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
-        let plan = self.next_plan(request.body());
+        let (plan, guard) = self.begin(request.body());
         let model = request.body().model.clone();
         let id = self.inner.id.clone();
-        let guard = CallGuard::new(self.inner.stats.clone());
         Box::pin(respond(id, model, plan, guard))
     }
 }
@@ -312,13 +313,13 @@ impl fmt::Debug for SimStats {
 }
 
 #[derive(Clone, Copy)]
-enum Outcome {
+pub(crate) enum Outcome {
     Completed,
     Failed,
 }
 
 /// Counts one call; a call dropped before it ended counts as cancelled.
-struct CallGuard {
+pub(crate) struct CallGuard {
     stats: SimStats,
     ended: bool,
 }
@@ -333,7 +334,14 @@ impl CallGuard {
         }
     }
 
-    fn end(&mut self, outcome: Outcome) {
+    pub(crate) fn first_token(&self) {
+        self.stats
+            .inner
+            .first_tokens
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn end(&mut self, outcome: Outcome) {
         if !self.ended {
             self.ended = true;
             let counter = match outcome {

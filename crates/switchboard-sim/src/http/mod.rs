@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use crate::SimProvider;
 use crate::config::SimConfig;
 use crate::plan::{AnswerPlan, Ending, Plan};
-use crate::provider::status_message;
+use crate::provider::{Outcome, status_message};
 
 /// The API routes a [`SimServer`] serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -402,7 +402,7 @@ fn error_response<D: Dialect>(
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (code, axum::Json(body)).into_response();
     let headers = response.headers_mut();
-    if let Ok(id) = HeaderValue::from_str(request_id) {
+    if let (false, Ok(id)) = (request_id.is_empty(), HeaderValue::from_str(request_id)) {
         headers.insert(D::REQUEST_ID_HEADER, id);
     }
     if let Some(secs) = retry_after_secs {
@@ -426,7 +426,8 @@ async fn handle<D: Dialect>(State(state): Shared, request: Request) -> Response 
         Err(_) => {
             state.stats.record(D::ROUTE, parts.headers, None);
             guard.finish();
-            return error_response::<D>(413, status_message(413), None, None, &rid);
+            // Anthropic's 413 comes from its edge proxy, without a request id.
+            return error_response::<D>(413, status_message(413), None, None, "");
         }
     };
     let json: Option<Value> = serde_json::from_slice(&bytes).ok();
@@ -463,7 +464,8 @@ async fn handle<D: Dialect>(State(state): Shared, request: Request) -> Response 
         return error_response::<D>(404, &message, Some("model"), None, &rid);
     }
 
-    let plan = match state.sim.next_plan(&parsed.body) {
+    let (plan, mut call) = state.sim.begin(&parsed.body);
+    let plan = match plan {
         Plan::Fail {
             after,
             status,
@@ -471,6 +473,7 @@ async fn handle<D: Dialect>(State(state): Shared, request: Request) -> Response 
         } => {
             sleep(after).await;
             guard.finish();
+            call.end(Outcome::Failed);
             return error_response::<D>(
                 status,
                 status_message(status),
@@ -487,6 +490,13 @@ async fn handle<D: Dialect>(State(state): Shared, request: Request) -> Response 
         let total: Duration = (0..plan.sent_tokens()).map(|i| plan.delay_before(i)).sum();
         sleep(total).await;
         guard.finish();
+        if plan.sent_tokens() > 0 {
+            call.first_token();
+        }
+        call.end(match plan.ending {
+            Ending::Complete => Outcome::Completed,
+            _ => Outcome::Failed,
+        });
         return match plan.ending {
             Ending::Complete => {
                 let mut response = axum::Json(dialect.complete(&plan)).into_response();
@@ -511,30 +521,40 @@ async fn handle<D: Dialect>(State(state): Shared, request: Request) -> Response 
         };
     }
 
+    let outcome = match plan.ending {
+        Ending::Complete => Outcome::Completed,
+        _ => Outcome::Failed,
+    };
     let frames = schedule(&dialect, &plan);
+    let state = (frames, guard, call);
     let body = Body::from_stream(stream::unfold(
-        (frames, guard),
-        |(mut frames, mut guard)| async move {
-            let (delay, frame) = match frames.pop_front() {
-                Some(next) => next,
-                None => {
-                    guard.finish();
-                    return None;
-                }
+        state,
+        move |(mut frames, mut guard, mut call)| async move {
+            let Some((delay, frame)) = frames.pop_front() else {
+                guard.finish();
+                call.end(outcome);
+                return None;
             };
             sleep(delay).await;
             let item = match frame {
                 Frame::Data(bytes) => Ok(bytes),
+                Frame::FirstToken(bytes) => {
+                    call.first_token();
+                    Ok(bytes)
+                }
                 Frame::Reset => {
-                    // The client sees the connection die mid-body; that is what this fault is.
+                    // Let the connection flush what came before, so that the client sees
+                    // the connection die mid-body: that is what this fault is.
+                    tokio::task::yield_now().await;
                     guard.finish();
+                    call.end(Outcome::Failed);
                     Err(io::Error::new(
                         io::ErrorKind::ConnectionReset,
                         "simulated reset",
                     ))
                 }
             };
-            Some((item, (frames, guard)))
+            Some((item, (frames, guard, call)))
         },
     ));
     let mut response = Response::new(body);
@@ -552,6 +572,8 @@ async fn handle<D: Dialect>(State(state): Shared, request: Request) -> Response 
 
 enum Frame {
     Data(Bytes),
+    /// The first content token: counted in the simulator's stats.
+    FirstToken(Bytes),
     Reset,
 }
 
@@ -563,7 +585,13 @@ fn schedule<D: Dialect>(dialect: &D, plan: &AnswerPlan) -> VecDeque<(Duration, F
         .map(|b| (Duration::ZERO, Frame::Data(b)))
         .collect();
     for (i, token) in plan.tokens[..plan.sent_tokens()].iter().enumerate() {
-        frames.push_back((plan.delay_before(i), Frame::Data(dialect.token(token))));
+        let bytes = dialect.token(token);
+        let frame = if i == 0 {
+            Frame::FirstToken(bytes)
+        } else {
+            Frame::Data(bytes)
+        };
+        frames.push_back((plan.delay_before(i), frame));
     }
     match plan.ending {
         Ending::Complete => frames.extend(
