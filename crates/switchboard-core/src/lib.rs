@@ -56,19 +56,28 @@
     unreachable_pub
 )]
 
+mod attempts;
+mod deadline;
 mod disposition;
 mod error;
+mod health;
 mod money;
 mod name;
 mod provider;
 mod request;
 mod response;
+mod route;
 mod tier;
 mod trace;
 mod usage;
 
+pub use attempts::{Attempt, AttemptKind, AttemptOutcome, Attempts, WinReason};
+pub use deadline::Deadline;
 pub use disposition::{Degradation, Degraded, Disposition, Status};
 pub use error::{Error, TimeoutPhase};
+pub use health::{
+    BreakerState, Forced, HealthBoard, HealthSnapshot, InFlight, LatencySummary, ProviderHealth,
+};
 pub use money::{Cost, InvalidCost, Price, PriceTable};
 pub use name::{InvalidName, ProviderId, Scene, TenantId};
 pub use provider::{BoxProvider, Provider, boxed};
@@ -76,6 +85,7 @@ pub use request::{
     ChatBody, ChatRequest, Content, ContentPart, Message, Role, Tool, ToolCall, ToolChoice,
 };
 pub use response::{ChatEvent, ChatResponse, Completion, EventStream, FinishReason};
+pub use route::{Route, Target};
 pub use tier::{InvalidTier, Tier};
 pub use trace::{InvalidTraceId, TraceId};
 pub use usage::Usage;

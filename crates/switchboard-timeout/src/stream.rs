@@ -1,0 +1,109 @@
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use switchboard_core::{ChatEvent, Error, EventStream, ProviderId, TimeoutPhase};
+use tokio::time::{Instant, Sleep, sleep_until};
+
+pin_project_lite::pin_project! {
+    /// A response stream under the idle and total deadlines. When one expires it yields
+    /// one `Timeout` error, drops the upstream stream (cancelling the call) and ends.
+    pub struct TimedEvents {
+        events: Option<EventStream>,
+        #[pin]
+        sleep: Sleep,
+        idle: Option<Duration>,
+        total: Option<(Instant, Duration)>,
+        phase: TimeoutPhase,
+        after: Duration,
+        provider: ProviderId,
+    }
+}
+
+impl std::fmt::Debug for TimedEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimedEvents")
+            .field("idle", &self.idle)
+            .field("total", &self.total)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TimedEvents {
+    pub(crate) fn new(
+        events: EventStream,
+        idle: Option<Duration>,
+        total: Option<(Instant, Duration)>,
+        provider: ProviderId,
+    ) -> Self {
+        let (at, phase, after) = next_deadline(Instant::now(), idle, total);
+        Self {
+            events: Some(events),
+            sleep: sleep_until(at),
+            idle,
+            total,
+            phase,
+            after,
+            provider,
+        }
+    }
+}
+
+/// The earlier of "idle from now" and the total deadline; with neither, far away.
+fn next_deadline(
+    now: Instant,
+    idle: Option<Duration>,
+    total: Option<(Instant, Duration)>,
+) -> (Instant, TimeoutPhase, Duration) {
+    let far = now + Duration::from_secs(86_400 * 365);
+    let idle_at = idle.map(|d| (now.checked_add(d).unwrap_or(far), d));
+    match (idle_at, total) {
+        (Some((i_at, _)), Some((t_at, t))) if t_at <= i_at => (t_at, TimeoutPhase::Total, t),
+        (Some((i_at, i)), _) => (i_at, TimeoutPhase::Idle, i),
+        (None, Some((t_at, t))) => (t_at, TimeoutPhase::Total, t),
+        (None, None) => (far, TimeoutPhase::Idle, Duration::ZERO),
+    }
+}
+
+impl Stream for TimedEvents {
+    type Item = Result<ChatEvent, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        let Some(events) = this.events.as_mut() else {
+            return Poll::Ready(None);
+        };
+        // The stream first: an event that arrives at the deadline still counts.
+        match events.as_mut().poll_next(cx) {
+            Poll::Ready(Some(item)) => {
+                if item.is_err() {
+                    *this.events = None; // an error is terminal
+                } else {
+                    let (at, phase, after) = next_deadline(Instant::now(), *this.idle, *this.total);
+                    this.sleep.as_mut().reset(at);
+                    *this.phase = phase;
+                    *this.after = after;
+                }
+                return Poll::Ready(Some(item));
+            }
+            Poll::Ready(None) => {
+                *this.events = None;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        std::task::ready!(this.sleep.poll(cx));
+        *this.events = None; // drop the upstream stream: cancels the call
+        let provider = match this.phase {
+            TimeoutPhase::Total => None,
+            _ => Some(this.provider.clone()),
+        };
+        Poll::Ready(Some(Err(Error::Timeout {
+            phase: *this.phase,
+            provider,
+            after: *this.after,
+        })))
+    }
+}
