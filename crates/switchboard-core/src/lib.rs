@@ -60,6 +60,8 @@ mod attempts;
 mod deadline;
 mod disposition;
 mod error;
+mod estimate;
+mod head;
 mod health;
 mod money;
 mod name;
@@ -67,6 +69,7 @@ mod provider;
 mod request;
 mod response;
 mod route;
+mod spend;
 mod tier;
 mod trace;
 mod usage;
@@ -75,6 +78,8 @@ pub use attempts::{Attempt, AttemptKind, AttemptOutcome, Attempts, WinReason};
 pub use deadline::Deadline;
 pub use disposition::{Degradation, Degraded, Disposition, Status};
 pub use error::{Error, TimeoutPhase};
+pub use estimate::CostEstimate;
+pub use head::RequestHead;
 pub use health::{
     BreakerState, Forced, HealthBoard, HealthSnapshot, InFlight, LatencySummary, ProviderHealth,
 };
@@ -86,6 +91,7 @@ pub use request::{
 };
 pub use response::{ChatEvent, ChatResponse, Completion, EventStream, FinishReason};
 pub use route::{Route, Target};
+pub use spend::{BudgetStatus, SpendLevel};
 pub use tier::{InvalidTier, Tier};
 pub use trace::{InvalidTraceId, TraceId};
 pub use usage::Usage;
