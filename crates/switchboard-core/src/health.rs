@@ -220,6 +220,8 @@ pub struct ProviderHealth {
 struct HealthCell {
     id: ProviderId,
     state: AtomicU8,
+    /// Nanoseconds from `epoch` to the end of the open period, while open.
+    open_until: AtomicU64,
     forced: AtomicU8,
     resets: AtomicU64,
     in_flight: AtomicU64,
@@ -240,6 +242,7 @@ impl ProviderHealth {
             inner: Arc::new(HealthCell {
                 id,
                 state: AtomicU8::new(BreakerState::Closed.to_u8()),
+                open_until: AtomicU64::new(0),
                 forced: AtomicU8::new(NOT_FORCED),
                 resets: AtomicU64::new(0),
                 in_flight: AtomicU64::new(0),
@@ -256,18 +259,45 @@ impl ProviderHealth {
         &self.inner.id
     }
 
-    /// The breaker state, operator overrides first.
+    /// The breaker state, operator overrides first. An open breaker whose open period is
+    /// over reads as half-open (it admits probes), even before any call arrived.
     pub fn state(&self) -> BreakerState {
         match self.inner.forced.load(Ordering::Acquire) {
             FORCED_OPEN => BreakerState::ForcedOpen,
             FORCED_CLOSED => BreakerState::ForcedClosed,
-            _ => BreakerState::from_u8(self.inner.state.load(Ordering::Acquire)),
+            _ => match BreakerState::from_u8(self.inner.state.load(Ordering::Acquire)) {
+                BreakerState::Open if self.retry_after() == Some(Duration::ZERO) => {
+                    BreakerState::HalfOpen
+                }
+                state => state,
+            },
         }
     }
 
-    /// Publishes the breaker's own state (closed, open, half-open). Written by the breaker.
+    /// Publishes the breaker's own state (closed or half-open; use
+    /// [`set_open`](Self::set_open) for open). Written by the breaker.
     pub fn set_state(&self, state: BreakerState) {
         self.inner.state.store(state.to_u8(), Ordering::Release);
+    }
+
+    /// Publishes that the breaker is open until `until`. Written by the breaker.
+    pub fn set_open(&self, until: Instant) {
+        let nanos = until.saturating_duration_since(self.inner.epoch).as_nanos();
+        self.inner
+            .open_until
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Release);
+        self.inner
+            .state
+            .store(BreakerState::Open.to_u8(), Ordering::Release);
+    }
+
+    /// While the breaker is open: the time left of its open period (zero once over).
+    pub fn retry_after(&self) -> Option<Duration> {
+        if BreakerState::from_u8(self.inner.state.load(Ordering::Acquire)) != BreakerState::Open {
+            return None;
+        }
+        let until = Duration::from_nanos(self.inner.open_until.load(Ordering::Acquire));
+        Some(until.saturating_sub(self.inner.epoch.elapsed()))
     }
 
     /// The operator override, if any.
@@ -636,8 +666,15 @@ mod tests {
     async fn overrides_and_in_flight_are_visible_to_readers() {
         let board = HealthBoard::new();
         let h = board.provider(&ProviderId::ANTHROPIC);
-        h.set_state(BreakerState::HalfOpen);
-        assert_eq!(board.state(&ProviderId::ANTHROPIC), BreakerState::HalfOpen);
+        h.set_open(Instant::now() + Duration::from_secs(5));
+        assert_eq!(board.state(&ProviderId::ANTHROPIC), BreakerState::Open);
+        assert_eq!(h.retry_after(), Some(Duration::from_secs(5)));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(
+            board.state(&ProviderId::ANTHROPIC),
+            BreakerState::HalfOpen,
+            "an open period that is over reads as half-open"
+        );
         h.force_open();
         assert!(board.state(&ProviderId::ANTHROPIC).is_open());
         h.reset();
