@@ -205,6 +205,7 @@ pub struct SimServer {
     addr: SocketAddr,
     sim: SimProvider,
     stats: ServerStats,
+    gate: FirstTokenGate,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -221,7 +222,12 @@ impl SimServer {
         let addr = listener.local_addr()?;
         let sim = SimProvider::new(ProviderId::from_static("sim"), config);
         let stats = ServerStats::new();
-        let app = router(sim.clone(), stats.clone());
+        let gate = FirstTokenGate::default();
+        let app = Router::new().merge(routes()).with_state(Arc::new(AppState {
+            sim: sim.clone(),
+            stats: stats.clone(),
+            gate: gate.clone(),
+        }));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -235,6 +241,7 @@ impl SimServer {
             addr,
             sim,
             stats,
+            gate,
             shutdown: Some(tx),
             task,
         })
@@ -258,6 +265,19 @@ impl SimServer {
     /// The underlying simulator's call counters.
     pub fn sim(&self) -> &SimProvider {
         &self.sim
+    }
+
+    /// Holds every streamed answer just before its first content event (headers and the
+    /// preamble are still sent) until [`release_first_tokens`](Self::release_first_tokens):
+    /// lets a test observe a client between "headers arrived" and "first token arrived"
+    /// without timing anything.
+    pub fn hold_first_tokens(&self) {
+        self.gate.0.send_replace(false);
+    }
+
+    /// Lets held and future answers proceed.
+    pub fn release_first_tokens(&self) {
+        self.gate.0.send_replace(true);
     }
 
     /// Stops accepting connections and lets in-flight answers finish.
@@ -289,18 +309,43 @@ impl fmt::Debug for SimServer {
 
 /// The router of a simulated server, to mount in an app of your own.
 pub fn router(sim: SimProvider, stats: ServerStats) -> Router {
-    let state = Arc::new(AppState { sim, stats });
+    routes().with_state(Arc::new(AppState {
+        sim,
+        stats,
+        gate: FirstTokenGate::default(),
+    }))
+}
+
+fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/messages", post(messages))
         .route("/v1/models", get(models))
         .fallback(not_found)
-        .with_state(state)
 }
 
 struct AppState {
     sim: SimProvider,
     stats: ServerStats,
+    gate: FirstTokenGate,
+}
+
+/// Open (`true`) unless a test holds first tokens.
+#[derive(Clone)]
+struct FirstTokenGate(Arc<watch::Sender<bool>>);
+
+impl Default for FirstTokenGate {
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(true)))
+    }
+}
+
+impl FirstTokenGate {
+    async fn pass(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender lives in the state this stream holds, so this cannot fail.
+        let _ = rx.wait_for(|open| *open).await;
+    }
 }
 
 type Shared = State<Arc<AppState>>;
@@ -526,35 +571,40 @@ async fn handle<D: Dialect>(State(state): Shared, request: Request) -> Response 
         _ => Outcome::Failed,
     };
     let frames = schedule(&dialect, &plan);
+    let gate = state.gate.clone();
     let state = (frames, guard, call);
     let body = Body::from_stream(stream::unfold(
         state,
-        move |(mut frames, mut guard, mut call)| async move {
-            let Some((delay, frame)) = frames.pop_front() else {
-                guard.finish();
-                call.end(outcome);
-                return None;
-            };
-            sleep(delay).await;
-            let item = match frame {
-                Frame::Data(bytes) => Ok(bytes),
-                Frame::FirstToken(bytes) => {
-                    call.first_token();
-                    Ok(bytes)
-                }
-                Frame::Reset => {
-                    // Let the connection flush what came before, so that the client sees
-                    // the connection die mid-body: that is what this fault is.
-                    tokio::task::yield_now().await;
+        move |(mut frames, mut guard, mut call)| {
+            let gate = gate.clone();
+            async move {
+                let Some((delay, frame)) = frames.pop_front() else {
                     guard.finish();
-                    call.end(Outcome::Failed);
-                    Err(io::Error::new(
-                        io::ErrorKind::ConnectionReset,
-                        "simulated reset",
-                    ))
-                }
-            };
-            Some((item, (frames, guard, call)))
+                    call.end(outcome);
+                    return None;
+                };
+                sleep(delay).await;
+                let item = match frame {
+                    Frame::Data(bytes) => Ok(bytes),
+                    Frame::FirstToken(bytes) => {
+                        gate.pass().await;
+                        call.first_token();
+                        Ok(bytes)
+                    }
+                    Frame::Reset => {
+                        // Let the connection flush what came before, so that the client sees
+                        // the connection die mid-body: that is what this fault is.
+                        tokio::task::yield_now().await;
+                        guard.finish();
+                        call.end(Outcome::Failed);
+                        Err(io::Error::new(
+                            io::ErrorKind::ConnectionReset,
+                            "simulated reset",
+                        ))
+                    }
+                };
+                Some((item, (frames, guard, call)))
+            }
         },
     ));
     let mut response = Response::new(body);
