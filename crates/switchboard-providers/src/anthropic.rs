@@ -115,7 +115,11 @@ struct Inner {
 
 impl Anthropic {
     /// Builds the adapter; the key comes from the config or `ANTHROPIC_API_KEY`.
-    pub fn new(id: ProviderId, config: AnthropicConfig, client: HttpClient) -> Result<Self, BuildError> {
+    pub fn new(
+        id: ProviderId,
+        config: AnthropicConfig,
+        client: HttpClient,
+    ) -> Result<Self, BuildError> {
         let key = match config.api_key {
             Some(key) => key,
             None => ApiKey::from_env("ANTHROPIC_API_KEY")?,
@@ -181,9 +185,9 @@ impl Service<ChatRequest> for Anthropic {
         let id = self.inner.id.clone();
         let client = self.inner.client.clone();
         let model = request.body().model.clone();
-        Box::pin(async move {
-            call::send(id, client, built?, model, AnthropicEvents::default()).await
-        })
+        Box::pin(
+            async move { call::send(id, client, built?, model, AnthropicEvents::default()).await },
+        )
     }
 }
 
@@ -212,7 +216,8 @@ pub fn request_body(body: &ChatBody, default_max_tokens: u32) -> Result<Vec<u8>,
                 let id = m.tool_call_id.as_deref().ok_or_else(|| {
                     "a tool message needs `tool_call_id` (the id of the call it answers)".to_owned()
                 })?;
-                let result = json!({"type": "tool_result", "tool_use_id": id, "content": m.content.text()});
+                let result =
+                    json!({"type": "tool_result", "tool_use_id": id, "content": m.content.text()});
                 // Consecutive tool results answer one assistant turn: one user message.
                 match messages.last_mut() {
                     Some(last) if is_tool_results(last) => {
@@ -227,7 +232,10 @@ pub fn request_body(body: &ChatBody, default_max_tokens: u32) -> Result<Vec<u8>,
     }
     let mut out = Map::new();
     out.insert("model".into(), body.model.clone().into());
-    out.insert("max_tokens".into(), body.max_tokens.unwrap_or(default_max_tokens).into());
+    out.insert(
+        "max_tokens".into(),
+        body.max_tokens.unwrap_or(default_max_tokens).into(),
+    );
     if !system.is_empty() {
         out.insert("system".into(), system.join("\n\n").into());
     }
@@ -297,7 +305,10 @@ fn assistant(m: &Message) -> Result<Value, String> {
             json!({})
         } else {
             serde_json::from_str(&call.arguments).map_err(|e| {
-                format!("tool call {} has arguments that are not JSON ({e})", call.id)
+                format!(
+                    "tool call {} has arguments that are not JSON ({e})",
+                    call.id
+                )
             })?
         };
         content.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
@@ -321,15 +332,19 @@ fn blocks(content: &Content) -> Result<Value, String> {
 
 fn image(url: &str) -> Result<Value, String> {
     if let Some(rest) = url.strip_prefix("data:") {
-        let (media_type, data) = rest
-            .split_once(";base64,")
-            .ok_or_else(|| "an image data URL must be base64 (data:image/png;base64,...)".to_owned())?;
-        return Ok(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}));
+        let (media_type, data) = rest.split_once(";base64,").ok_or_else(|| {
+            "an image data URL must be base64 (data:image/png;base64,...)".to_owned()
+        })?;
+        return Ok(
+            json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}),
+        );
     }
     if url.starts_with("https://") || url.starts_with("http://") {
         return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
     }
-    Err(format!("image URL {url:?} is neither https:// nor a data: URL"))
+    Err(format!(
+        "image URL {url:?} is neither https:// nor a data: URL"
+    ))
 }
 
 /// Anthropic's stream: `message_start`, content blocks, `message_delta`, `message_stop`.
@@ -471,8 +486,8 @@ impl Dialect for AnthropicEvents {
         event: SseEvent,
         out: &mut VecDeque<ChatEvent>,
     ) -> Result<bool, Error> {
-        let parsed: Event =
-            serde_json::from_str(&event.data).map_err(|e| call::malformed(provider, &e, &event.data))?;
+        let parsed: Event = serde_json::from_str(&event.data)
+            .map_err(|e| call::malformed(provider, &e, &event.data))?;
         match parsed {
             Event::MessageStart { message } => {
                 self.model = message.model;
@@ -531,7 +546,11 @@ impl Dialect for AnthropicEvents {
             }
             Event::MessageStop {} => return Ok(true),
             Event::Error { error } => {
-                return Err(call::stream_error_event(provider, &error.kind, &error.message));
+                return Err(call::stream_error_event(
+                    provider,
+                    &error.kind,
+                    &error.message,
+                ));
             }
             Event::ContentBlockStop {} | Event::Ping {} | Event::Unknown => {}
         }

@@ -62,7 +62,12 @@ pub(crate) async fn send<D: Dialect>(
             .unwrap_or_default();
         let message = error_message(&body)
             .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
-        return Err(Error::from_status(provider, status.as_u16(), message, retry_after));
+        return Err(Error::from_status(
+            provider,
+            status.as_u16(),
+            message,
+            retry_after,
+        ));
     }
     let mut reader = EventReader {
         provider: provider.clone(),
@@ -120,7 +125,10 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// `error.message` of an OpenAI or Anthropic error body, else the body's text.
@@ -177,6 +185,30 @@ pub(crate) fn malformed(provider: &ProviderId, error: &serde_json::Error, data: 
         provider: provider.clone(),
         message: format!("malformed event ({error}): {excerpt}"),
     }
+}
+
+/// Decodes and maps a whole stream held in memory (benches and tests): the CPU work an
+/// adapter does per answer, without the network.
+pub(crate) fn map_bytes<D: Dialect>(
+    provider: &ProviderId,
+    mut dialect: D,
+    bytes: &[u8],
+) -> Result<Vec<ChatEvent>, Error> {
+    let mut decoder = SseDecoder::new();
+    let mut events = Vec::new();
+    decoder
+        .feed(bytes, &mut events)
+        .map_err(|e| Error::Stream {
+            provider: provider.clone(),
+            message: e.to_string(),
+        })?;
+    let mut out = VecDeque::new();
+    for event in events {
+        if dialect.on_event(provider, event, &mut out)? {
+            break;
+        }
+    }
+    Ok(out.into())
 }
 
 enum ReadState {
@@ -241,7 +273,10 @@ impl<D: Dialect> EventReader<D> {
             }
             let before = self.pending.len();
             for event in self.decoded.drain(..) {
-                match self.dialect.on_event(&self.provider, event, &mut self.pending) {
+                match self
+                    .dialect
+                    .on_event(&self.provider, event, &mut self.pending)
+                {
                     Ok(false) => {}
                     Ok(true) => {
                         self.state = ReadState::Done;
@@ -313,8 +348,15 @@ mod tests {
         h.insert("retry-after-ms", "250".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
         let mut h = HeaderMap::new();
-        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a past date means now");
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a past date means now"
+        );
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
     }
@@ -322,19 +364,35 @@ mod tests {
     #[test]
     fn error_messages_come_from_either_providers_body() {
         let openai = br#"{"error":{"message":"Incorrect API key","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
-        let anthropic = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let anthropic =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
         assert_eq!(error_message(openai).as_deref(), Some("Incorrect API key"));
         assert_eq!(error_message(anthropic).as_deref(), Some("Overloaded"));
-        assert_eq!(error_message(b"<html>bad gateway</html>").as_deref(), Some("<html>bad gateway</html>"));
+        assert_eq!(
+            error_message(b"<html>bad gateway</html>").as_deref(),
+            Some("<html>bad gateway</html>")
+        );
         assert_eq!(error_message(b""), None);
     }
 
     #[test]
     fn error_events_map_by_type() {
         let p = ProviderId::ANTHROPIC;
-        assert_eq!(stream_error_event(&p, "overloaded_error", "x").reason(), "anthropic_overloaded");
-        assert_eq!(stream_error_event(&p, "rate_limit_error", "x").reason(), "anthropic_rate_limited");
-        assert_eq!(stream_error_event(&p, "api_error", "x").reason(), "anthropic_upstream_server_error");
-        assert_eq!(stream_error_event(&p, "weird", "x").reason(), "anthropic_stream_error");
+        assert_eq!(
+            stream_error_event(&p, "overloaded_error", "x").reason(),
+            "anthropic_overloaded"
+        );
+        assert_eq!(
+            stream_error_event(&p, "rate_limit_error", "x").reason(),
+            "anthropic_rate_limited"
+        );
+        assert_eq!(
+            stream_error_event(&p, "api_error", "x").reason(),
+            "anthropic_upstream_server_error"
+        );
+        assert_eq!(
+            stream_error_event(&p, "weird", "x").reason(),
+            "anthropic_stream_error"
+        );
     }
 }

@@ -100,7 +100,9 @@ fn endpoint(base_url: &str, path: &str) -> Result<Uri, BuildError> {
     match uri.scheme_str() {
         Some("http" | "https") if uri.host().is_some() => Ok(uri),
         _ => Err(BuildError {
-            message: format!("base_url {base_url:?} must be an http:// or https:// URL with a host"),
+            message: format!(
+                "base_url {base_url:?} must be an http:// or https:// URL with a host"
+            ),
         }),
     }
 }
@@ -117,6 +119,20 @@ fn sensitive(value: &str) -> Result<HeaderValue, BuildError> {
 #[doc(hidden)]
 /// Internals exposed for the benches only; not a stable API.
 pub mod __bench {
+    use switchboard_core::{ChatEvent, Error, ProviderId};
+
     pub use crate::anthropic::request_body as anthropic_request_body;
     pub use crate::openai::request_body as openai_request_body;
+
+    /// Decodes and maps an OpenAI stream held in memory.
+    pub fn map_openai(bytes: &[u8]) -> Result<Vec<ChatEvent>, Error> {
+        let dialect = crate::openai::OpenAiEvents { model: None };
+        crate::call::map_bytes(&ProviderId::OPENAI, dialect, bytes)
+    }
+
+    /// Decodes and maps an Anthropic stream held in memory.
+    pub fn map_anthropic(bytes: &[u8]) -> Result<Vec<ChatEvent>, Error> {
+        let dialect = crate::anthropic::AnthropicEvents::default();
+        crate::call::map_bytes(&ProviderId::ANTHROPIC, dialect, bytes)
+    }
 }

@@ -125,7 +125,11 @@ struct Inner {
 
 impl OpenAi {
     /// Builds the adapter; the key comes from the config or `OPENAI_API_KEY`.
-    pub fn new(id: ProviderId, config: OpenAiConfig, client: HttpClient) -> Result<Self, BuildError> {
+    pub fn new(
+        id: ProviderId,
+        config: OpenAiConfig,
+        client: HttpClient,
+    ) -> Result<Self, BuildError> {
         let key = match config.api_key {
             Some(key) => key,
             None => ApiKey::from_env("OPENAI_API_KEY")?,
@@ -147,7 +151,8 @@ impl OpenAi {
             ("openai-project", &config.project),
         ] {
             if let Some(value) = value {
-                let value = HeaderValue::try_from(value.as_str()).map_err(|_| BuildError::header(name))?;
+                let value =
+                    HeaderValue::try_from(value.as_str()).map_err(|_| BuildError::header(name))?;
                 extra_headers.push((HeaderName::from_static(name), value));
             }
         }
@@ -169,11 +174,12 @@ impl OpenAi {
     }
 
     fn build_request(&self, body: &ChatBody) -> Result<Request<Full<Bytes>>, Error> {
-        let json = request_body(body, self.inner.max_tokens_field)
-            .map_err(|message| Error::InvalidRequest {
+        let json = request_body(body, self.inner.max_tokens_field).map_err(|message| {
+            Error::InvalidRequest {
                 provider: Some(self.inner.id.clone()),
                 message,
-            })?;
+            }
+        })?;
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.inner.endpoint.clone())
@@ -319,7 +325,9 @@ fn content(content: &Content) -> Value {
             .iter()
             .map(|p| match p {
                 ContentPart::Text { text } => json!({"type": "text", "text": text}),
-                ContentPart::Image { url } => json!({"type": "image_url", "image_url": {"url": url}}),
+                ContentPart::Image { url } => {
+                    json!({"type": "image_url", "image_url": {"url": url}})
+                }
             })
             .collect::<Vec<_>>()
             .into(),
@@ -425,8 +433,8 @@ impl Dialect for OpenAiEvents {
         if event.data == "[DONE]" {
             return Ok(true);
         }
-        let chunk: Chunk =
-            serde_json::from_str(&event.data).map_err(|e| call::malformed(provider, &e, &event.data))?;
+        let chunk: Chunk = serde_json::from_str(&event.data)
+            .map_err(|e| call::malformed(provider, &e, &event.data))?;
         if let Some(error) = chunk.error {
             let kind = error.kind.unwrap_or_default();
             return Err(call::stream_error_event(provider, &kind, &error.message));

@@ -208,7 +208,10 @@ mod tests {
     #[test]
     fn cr_lf_and_lone_cr_end_lines_even_across_chunks() {
         assert_eq!(decode(&[b"data: a\r", b"\n\r", b"\n"]), vec![ev("", "a")]);
-        assert_eq!(decode(&[b"data: a\r\rdata: b\r\r"]), vec![ev("", "a"), ev("", "b")]);
+        assert_eq!(
+            decode(&[b"data: a\r\rdata: b\r\r"]),
+            vec![ev("", "a"), ev("", "b")]
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::json;
 use switchboard_core::{
-    ChatBody, ChatEvent, ChatRequest, ChatResponse, Error, FinishReason, Message, ProviderId,
-    Role, TimeoutPhase, Tool, ToolChoice,
+    ChatBody, ChatEvent, ChatRequest, ChatResponse, Error, FinishReason, Message, ProviderId, Role,
+    TimeoutPhase, Tool, ToolChoice,
 };
 use switchboard_providers::{
     Anthropic, AnthropicConfig, ApiKey, ClientConfig, HttpClient, OpenAi, OpenAiConfig,
@@ -116,15 +116,27 @@ async fn openai_requests_always_stream_with_usage() {
     }];
     body.tool_choice = Some(ToolChoice::Required);
     body.response_format = Some(json!({"type": "json_object"}));
-    adapter.call(ChatRequest::new(body)).await.unwrap().collect().await.unwrap();
+    adapter
+        .call(ChatRequest::new(body))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
 
     let sent = server.stats().last_request().unwrap();
     assert_eq!(sent.headers["authorization"], format!("Bearer {KEY}"));
     let body = sent.body.unwrap();
     assert_eq!(body["stream"], true, "upstream always streams");
     assert_eq!(body["stream_options"], json!({"include_usage": true}));
-    assert_eq!(body["messages"][0], json!({"role": "system", "content": "be brief"}));
-    assert_eq!(body["messages"][1], json!({"role": "user", "content": "hi"}));
+    assert_eq!(
+        body["messages"][0],
+        json!({"role": "system", "content": "be brief"})
+    );
+    assert_eq!(
+        body["messages"][1],
+        json!({"role": "user", "content": "hi"})
+    );
     assert_eq!(body["max_completion_tokens"], 50);
     assert_eq!(body["stop"], json!(["END"]));
     assert_eq!(body["tools"][0]["type"], "function");
@@ -151,19 +163,31 @@ async fn anthropic_requests_lift_system_default_max_tokens_and_send_the_version(
     body.tool_choice = Some(ToolChoice::Tool {
         name: "get_weather".into(),
     });
-    adapter.call(ChatRequest::new(body)).await.unwrap().collect().await.unwrap();
+    adapter
+        .call(ChatRequest::new(body))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
 
     let sent = server.stats().last_request().unwrap();
     assert_eq!(sent.headers["x-api-key"], KEY);
     assert_eq!(sent.headers["anthropic-version"], "2023-06-01");
     let body = sent.body.unwrap();
     assert_eq!(body["stream"], true);
-    assert_eq!(body["system"], "be brief\n\nand polite", "system messages are lifted");
+    assert_eq!(
+        body["system"], "be brief\n\nand polite",
+        "system messages are lifted"
+    );
     assert_eq!(body["messages"], json!([{"role": "user", "content": "hi"}]));
     assert_eq!(body["max_tokens"], 4096, "max_tokens is defaulted");
     assert_eq!(body["stop_sequences"], json!(["END"]));
     assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
-    assert_eq!(body["tool_choice"], json!({"type": "tool", "name": "get_weather"}));
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "tool", "name": "get_weather"})
+    );
 }
 
 #[tokio::test]
@@ -179,7 +203,13 @@ async fn anthropic_tool_results_follow_the_assistants_tool_use() {
     let mut result = Message::new(Role::Tool, "-3°C");
     result.tool_call_id = Some("toolu_1".into());
     let body = ChatBody::new("claude", vec![Message::user("weather?"), assistant, result]);
-    adapter.call(ChatRequest::new(body)).await.unwrap().collect().await.unwrap();
+    adapter
+        .call(ChatRequest::new(body))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let body = server.stats().last_request().unwrap().body.unwrap();
     assert_eq!(
         body["messages"][1]["content"][0],
@@ -218,8 +248,17 @@ async fn extra_fields_pass_through_but_cannot_override_switchboards() {
     let mut adapter = Adapter::new(Api::OpenAi, &server);
     let mut body = ChatBody::new("gpt-4o-mini", vec![Message::user("x")]);
     body.extra.insert("seed".into(), json!(7));
-    adapter.call(ChatRequest::new(body.clone())).await.unwrap().collect().await.unwrap();
-    assert_eq!(server.stats().last_request().unwrap().body.unwrap()["seed"], 7);
+    adapter
+        .call(ChatRequest::new(body.clone()))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        server.stats().last_request().unwrap().body.unwrap()["seed"],
+        7
+    );
     body.extra.insert("stream".into(), json!(false));
     let err = adapter.call(ChatRequest::new(body)).await.unwrap_err();
     assert!(err.to_string().contains("`stream`"), "{err}");
@@ -238,12 +277,19 @@ async fn the_future_resolves_at_the_first_content_event_not_at_the_headers() {
         tokio::pin!(call);
         // Headers and the preamble (role chunk / message_start) are sent; no content yet.
         let early = tokio::time::timeout(Duration::from_millis(150), &mut call).await;
-        assert!(early.is_err(), "{api:?}: resolved before any content arrived");
+        assert!(
+            early.is_err(),
+            "{api:?}: resolved before any content arrived"
+        );
         server.release_first_tokens();
         let mut response = call.await.unwrap();
         assert_eq!(response.provider(), provider(api));
         let first = response.next().await.unwrap().unwrap();
-        assert_eq!(first, ChatEvent::text("Hello"), "{api:?}: the first event is the content");
+        assert_eq!(
+            first,
+            ChatEvent::text("Hello"),
+            "{api:?}: the first event is the content"
+        );
     }
 }
 
@@ -252,7 +298,13 @@ async fn streams_collect_into_text_usage_and_finish() {
     for api in BOTH {
         let server = server(SimConfig::instant().answer(Answer::Words { count: 40 })).await;
         let mut adapter = Adapter::new(api, &server);
-        let done = adapter.call(request("count please")).await.unwrap().collect().await.unwrap();
+        let done = adapter
+            .call(request("count please"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         assert_eq!(done.text.split(' ').count(), 40, "{api:?}");
         let usage = done.usage.expect("usage reported");
         assert_eq!(usage.output_tokens, 40, "{api:?}");
@@ -277,9 +329,11 @@ async fn max_tokens_ends_with_length() {
 
 #[tokio::test]
 async fn dropping_the_response_aborts_the_http_request() {
-    let server = server(SimConfig::instant()
-        .tokens_per_second(50.0)
-        .answer(Answer::Words { count: 500 }))
+    let server = server(
+        SimConfig::instant()
+            .tokens_per_second(50.0)
+            .answer(Answer::Words { count: 500 }),
+    )
     .await;
     for (i, api) in BOTH.into_iter().enumerate() {
         let mut adapter = Adapter::new(api, &server);
@@ -310,21 +364,42 @@ async fn every_error_status_maps_to_its_variant_with_the_message_kept() {
     for api in BOTH {
         for (status, retry, code) in cases {
             let server = server(failing(status, retry)).await;
-            let err = Adapter::new(api, &server).call(request("x")).await.unwrap_err();
-            assert_eq!(err.reason(), format!("{}_{code}", provider(api)), "{api:?} {status}: {err}");
-            assert_eq!(err.retry_after(), retry.map(Duration::from_secs), "{api:?} {status}");
+            let err = Adapter::new(api, &server)
+                .call(request("x"))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.reason(),
+                format!("{}_{code}", provider(api)),
+                "{api:?} {status}: {err}"
+            );
+            assert_eq!(
+                err.retry_after(),
+                retry.map(Duration::from_secs),
+                "{api:?} {status}"
+            );
             let kept = match status {
                 400 => "Invalid request.",
                 429 => "Rate limit reached",
                 500 => "The server had an error",
                 _ => "",
             };
-            assert!(err.to_string().contains(kept), "{api:?} {status}: message kept in {err}");
-            assert_eq!(err.counts_against_provider(), status != 400, "{api:?} {status}");
+            assert!(
+                err.to_string().contains(kept),
+                "{api:?} {status}: message kept in {err}"
+            );
+            assert_eq!(
+                err.counts_against_provider(),
+                status != 400,
+                "{api:?} {status}"
+            );
         }
     }
     let server = server(failing(529, None)).await;
-    let err = Adapter::new(Api::Anthropic, &server).call(request("x")).await.unwrap_err();
+    let err = Adapter::new(Api::Anthropic, &server)
+        .call(request("x"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Overloaded { .. }), "{err}");
     assert!(err.to_string().contains("Overloaded"));
 }
@@ -341,8 +416,14 @@ async fn unknown_models_and_bad_keys_come_back_as_upstream_errors() {
     };
     let server = server(config).await;
     for api in BOTH {
-        let err = Adapter::new(api, &server).call(request("x")).await.unwrap_err();
-        assert!(matches!(err, Error::Upstream { status: 404, .. }), "{api:?}: {err}");
+        let err = Adapter::new(api, &server)
+            .call(request("x"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Upstream { status: 404, .. }),
+            "{api:?}: {err}"
+        );
         assert!(err.to_string().contains("sim-model"), "{err}");
         assert!(!err.counts_against_provider());
 
@@ -359,7 +440,8 @@ async fn unknown_models_and_bad_keys_come_back_as_upstream_errors() {
             Api::Anthropic => Adapter::Anthropic(
                 Anthropic::new(
                     ProviderId::ANTHROPIC,
-                    AnthropicConfig::with_base_url(server.base_url()).api_key(ApiKey::new("sk-wrong")),
+                    AnthropicConfig::with_base_url(server.base_url())
+                        .api_key(ApiKey::new("sk-wrong")),
                     HttpClient::new().unwrap(),
                 )
                 .unwrap(),
@@ -367,7 +449,10 @@ async fn unknown_models_and_bad_keys_come_back_as_upstream_errors() {
         };
         let req = ChatRequest::new(ChatBody::new("known", vec![Message::user("x")]));
         let err = wrong.clone().call(req).await.unwrap_err();
-        assert!(matches!(err, Error::Upstream { status: 401, .. }), "{api:?}: {err}");
+        assert!(
+            matches!(err, Error::Upstream { status: 401, .. }),
+            "{api:?}: {err}"
+        );
     }
 }
 
@@ -430,7 +515,10 @@ async fn an_eof_before_the_terminal_event_is_an_explicit_error() {
             let (text, error) = drain(response).await;
             assert_eq!(text.split(' ').count(), 4, "{api:?} reset={reset}");
             let error = error.expect("never a silent short answer");
-            assert!(matches!(error, Error::Stream { .. }), "{api:?} reset={reset}: {error}");
+            assert!(
+                matches!(error, Error::Stream { .. }),
+                "{api:?} reset={reset}: {error}"
+            );
             if !reset {
                 let terminal = match api {
                     Api::OpenAi => "[DONE]",
@@ -454,7 +542,10 @@ async fn a_stream_that_dies_before_any_content_fails_the_call() {
             ..Faults::default()
         }))
         .await;
-        let err = Adapter::new(api, &server).call(request("x")).await.unwrap_err();
+        let err = Adapter::new(api, &server)
+            .call(request("x"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Stream { .. }), "{api:?}: {err}");
     }
 }
@@ -474,7 +565,10 @@ async fn a_malformed_event_is_an_explicit_error() {
         let (text, error) = drain(response).await;
         assert_eq!(text, "token0 token1");
         let error = error.expect("explicit error");
-        assert!(error.to_string().contains("malformed event"), "{api:?}: {error}");
+        assert!(
+            error.to_string().contains("malformed event"),
+            "{api:?}: {error}"
+        );
     }
 }
 
@@ -485,8 +579,11 @@ async fn a_refused_connection_is_a_retryable_transport_error() {
         listener.local_addr().unwrap().port()
     }; // closed again: nothing listens there now
     for api in BOTH {
-        let mut adapter =
-            Adapter::with_client(api, &format!("http://127.0.0.1:{port}"), HttpClient::new().unwrap());
+        let mut adapter = Adapter::with_client(
+            api,
+            &format!("http://127.0.0.1:{port}"),
+            HttpClient::new().unwrap(),
+        );
         let err = adapter.call(request("x")).await.unwrap_err();
         assert!(matches!(err, Error::Transport { .. }), "{api:?}: {err}");
         assert!(err.is_retryable());
@@ -503,7 +600,12 @@ async fn a_connect_that_hangs_fails_with_a_connect_timeout() {
     let addr = listener.local_addr().unwrap();
     let mut fillers = Vec::new();
     for _ in 0..8 {
-        match tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await {
+        match tokio::time::timeout(
+            Duration::from_millis(100),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
             Ok(Ok(stream)) => fillers.push(stream),
             _ => break,
         }
@@ -551,7 +653,11 @@ fn bad_base_urls_and_missing_keys_fail_at_build_time() {
         HttpClient::new().unwrap(),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("must be an http:// or https:// URL"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("must be an http:// or https:// URL"),
+        "{err}"
+    );
     // SAFETY of the test: the variable name is unique to this test.
     let var = "SWITCHBOARD_TEST_UNSET_KEY_VAR";
     let err = ApiKey::from_env(var).unwrap_err();
