@@ -1,0 +1,396 @@
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use switchboard_core::{
+    Attempt, AttemptKind, AttemptOutcome, Attempts, ChatRequest, ChatResponse, Deadline, Degraded,
+    Error, HealthBoard, ProviderId, Target, WinReason,
+};
+use tokio::time::{Instant, Sleep, sleep_until};
+use tower::Service;
+
+use crate::budget::HedgeBudget;
+use crate::{HedgeConfig, SoftTimeout};
+
+/// One attempt under way.
+struct Running<F> {
+    /// Index into `Attempts`.
+    index: usize,
+    /// Paid for from the budget (not the first attempt sent).
+    extra: bool,
+    future: Pin<Box<F>>,
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Hedge`](crate::Hedge): runs attempts along the route until one
+    /// produces a first token.
+    pub struct ResponseFuture<S, F> {
+        service: S,
+        // The first attempt's service was made ready by the caller's `poll_ready`.
+        service_ready: bool,
+        request: ChatRequest,
+        primary: Option<ProviderId>,
+        targets: VecDeque<Target>,
+        attempts: Attempts,
+        running: Vec<Running<F>>,
+        sent: u32,
+        next: Option<AttemptKind>,
+        last_error: Option<Error>,
+        hedging_stopped: bool,
+        start: Instant,
+        soft: Pin<Box<Sleep>>,
+        soft_armed: bool,
+        deadline: Option<Deadline>,
+        config: Arc<HedgeConfig>,
+        board: Option<HealthBoard>,
+        budget: Arc<HedgeBudget>,
+        done: bool,
+    }
+}
+
+impl<S, F> std::fmt::Debug for ResponseFuture<S, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("attempts", &self.attempts)
+            .field("running", &self.running.len())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) enum Start {
+    /// Route known: try these targets in order.
+    Route(VecDeque<Target>),
+    /// No route: fail with this error.
+    Fail(Error),
+}
+
+impl<S, F> ResponseFuture<S, F> {
+    pub(crate) fn new(
+        service: S,
+        request: ChatRequest,
+        start: Start,
+        config: Arc<HedgeConfig>,
+        board: Option<HealthBoard>,
+        budget: Arc<HedgeBudget>,
+    ) -> Self {
+        let (targets, last_error) = match start {
+            Start::Route(t) => (t, None),
+            Start::Fail(e) => (VecDeque::new(), Some(e)),
+        };
+        let now = Instant::now();
+        Self {
+            service,
+            service_ready: true,
+            deadline: request.extensions().get::<Deadline>().copied(),
+            request,
+            primary: targets.front().map(|t| t.provider.clone()),
+            targets,
+            attempts: Attempts::default(),
+            running: Vec::new(),
+            sent: 0,
+            next: Some(AttemptKind::Primary),
+            last_error,
+            hedging_stopped: false,
+            start: now,
+            soft: Box::pin(sleep_until(now)),
+            soft_armed: false,
+            config,
+            board,
+            budget,
+            done: false,
+        }
+    }
+}
+
+fn soft_timeout(
+    config: &HedgeConfig,
+    board: Option<&HealthBoard>,
+    provider: &ProviderId,
+) -> Duration {
+    match config.soft_timeout {
+        SoftTimeout::Fixed { after } => after,
+        SoftTimeout::Adaptive {
+            quantile,
+            min_samples,
+            min,
+            max,
+            fallback,
+        } => board
+            .and_then(|b| b.get(provider))
+            .and_then(|h| h.first_token_quantile(quantile, min_samples))
+            .map_or(fallback, |d| d.clamp(min, max.max(min))),
+    }
+}
+
+impl<S, F> Future for ResponseFuture<S, F>
+where
+    S: Service<ChatRequest, Response = ChatResponse, Error = Error, Future = F>,
+    F: Future<Output = Result<ChatResponse, Error>>,
+{
+    type Output = Result<ChatResponse, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if *this.done {
+            return Poll::Ready(Err(Error::NoProvider {
+                message: "hedge future polled after completion".into(),
+            }));
+        }
+        loop {
+            // 1. Attempts under way. A first token wins; polled before the soft timer, so
+            // an answer that arrives with the timer is taken rather than hedged.
+            let mut i = 0;
+            while i < this.running.len() {
+                let polled = this.running[i].future.as_mut().poll(cx);
+                let Poll::Ready(result) = polled else {
+                    i += 1;
+                    continue;
+                };
+                let finished = this.running.swap_remove(i);
+                match result {
+                    Ok(mut response) => {
+                        // Dropping the others cancels their upstream calls.
+                        for other in this.running.drain(..) {
+                            this.attempts
+                                .set_outcome(other.index, AttemptOutcome::Cancelled);
+                        }
+                        let why = match this.attempts.get(finished.index).map(|a| a.kind) {
+                            Some(AttemptKind::Primary) => WinReason::Primary,
+                            Some(AttemptKind::Hedge) => WinReason::HedgeFaster,
+                            Some(AttemptKind::Failover) | None => WinReason::Failover {
+                                reason: this
+                                    .last_error
+                                    .as_ref()
+                                    .map_or_else(|| "circuit_open".to_owned(), Error::reason),
+                            },
+                        };
+                        let why = match (&why, this.last_error.as_ref()) {
+                            // A hedge that won after the primary failed is a failover.
+                            (WinReason::HedgeFaster, Some(e)) => {
+                                WinReason::Failover { reason: e.reason() }
+                            }
+                            _ => why,
+                        };
+                        this.attempts.set_winner(finished.index, why.clone());
+                        let not_primary = Some(response.provider()) != this.primary.as_ref();
+                        if not_primary || why != WinReason::Primary {
+                            let detail = format!(
+                                "answered by {} after {} attempt(s)",
+                                response.provider(),
+                                this.attempts.sent()
+                            );
+                            let ext = response.extensions_mut();
+                            if ext.get::<Degraded>().is_none() {
+                                ext.insert(Degraded::default());
+                            }
+                            if let Some(d) = ext.get_mut::<Degraded>() {
+                                d.push(why.code(), detail);
+                            }
+                        }
+                        tracing::debug!(
+                            winner = %response.provider(),
+                            why = %why.code(),
+                            attempts = this.attempts.len(),
+                            "hedge call answered"
+                        );
+                        response
+                            .extensions_mut()
+                            .insert(std::mem::take(this.attempts));
+                        *this.done = true;
+                        return Poll::Ready(Ok(response));
+                    }
+                    Err(error) => {
+                        if matches!(error, Error::CircuitOpen { .. }) {
+                            // Refused by the provider's breaker: nothing was sent.
+                            this.attempts.set_outcome(
+                                finished.index,
+                                AttemptOutcome::Skipped {
+                                    reason: "circuit_open".into(),
+                                },
+                            );
+                            *this.sent = this.sent.saturating_sub(1);
+                            if finished.extra {
+                                this.budget.refund();
+                            }
+                        } else {
+                            this.attempts.set_outcome(
+                                finished.index,
+                                AttemptOutcome::Failed {
+                                    reason: error.reason(),
+                                },
+                            );
+                        }
+                        if !error.is_retryable() {
+                            for other in this.running.drain(..) {
+                                this.attempts
+                                    .set_outcome(other.index, AttemptOutcome::Cancelled);
+                            }
+                            *this.done = true;
+                            return Poll::Ready(Err(error));
+                        }
+                        // gRPC's non-fatal codes: the next provider starts at once.
+                        if this.next.is_none() {
+                            *this.next = Some(AttemptKind::Failover);
+                        }
+                        if !matches!(error, Error::CircuitOpen { .. }) || this.last_error.is_none()
+                        {
+                            *this.last_error = Some(error);
+                        }
+                    }
+                }
+            }
+
+            // 2. Start the next attempt when one is wanted and allowed.
+            if let Some(kind) = *this.next {
+                let deadline_passed = this.deadline.is_some_and(|d| d.is_expired());
+                let max = this.config.max_attempts.max(1);
+                let exhausted = *this.sent >= max || this.targets.is_empty() || deadline_passed;
+                if exhausted || (kind == AttemptKind::Hedge && *this.hedging_stopped) {
+                    *this.next = None;
+                } else {
+                    let Some(target) = this.targets.front().cloned() else {
+                        *this.next = None;
+                        continue;
+                    };
+                    let skip_open = this.config.skip_open_circuits
+                        && this
+                            .board
+                            .as_ref()
+                            .is_some_and(|b| b.state(&target.provider).is_open());
+                    if skip_open {
+                        this.targets.pop_front();
+                        this.attempts.push(Attempt {
+                            provider: target.provider.clone(),
+                            model: target.model.clone(),
+                            kind,
+                            started_after: this.start.elapsed(),
+                            outcome: AttemptOutcome::Skipped {
+                                reason: "circuit_open".into(),
+                            },
+                        });
+                        if this.last_error.is_none() {
+                            *this.last_error = Some(Error::CircuitOpen {
+                                provider: target.provider.clone(),
+                                retry_after: None,
+                            });
+                        }
+                        // The next provider stands in for the skipped one.
+                        if kind == AttemptKind::Primary {
+                            *this.next = Some(AttemptKind::Failover);
+                        }
+                        continue;
+                    }
+                    let extra = *this.sent > 0;
+                    if extra && !this.budget.withdraw() {
+                        this.attempts.push(Attempt {
+                            provider: target.provider.clone(),
+                            model: target.model.clone(),
+                            kind,
+                            started_after: this.start.elapsed(),
+                            outcome: AttemptOutcome::Skipped {
+                                reason: "hedge_budget_exhausted".into(),
+                            },
+                        });
+                        tracing::debug!(provider = %target.provider, "hedge budget exhausted");
+                        *this.hedging_stopped = true;
+                        *this.next = None;
+                        // Without a running attempt the call has no way left to succeed.
+                        if this.running.is_empty() {
+                            this.targets.clear();
+                        }
+                        continue;
+                    }
+                    if !*this.service_ready {
+                        match this.service.poll_ready(cx) {
+                            Poll::Ready(Ok(())) => *this.service_ready = true,
+                            Poll::Ready(Err(error)) => {
+                                if extra {
+                                    this.budget.refund();
+                                }
+                                *this.done = true;
+                                return Poll::Ready(Err(error));
+                            }
+                            Poll::Pending => {
+                                if extra {
+                                    this.budget.refund();
+                                }
+                                // Woken by the service when it is ready, or by a running
+                                // attempt; the token is taken again then.
+                                return Poll::Pending;
+                            }
+                        }
+                    }
+                    this.targets.pop_front();
+                    let mut request = this.request.clone();
+                    if request.body().model != target.model {
+                        request.body_mut().model = target.model.clone();
+                    }
+                    request.extensions_mut().insert(target.clone());
+                    *this.service_ready = false;
+                    let future = this.service.call(request);
+                    let index = this.attempts.push(Attempt {
+                        provider: target.provider.clone(),
+                        model: target.model.clone(),
+                        kind,
+                        started_after: this.start.elapsed(),
+                        outcome: AttemptOutcome::Pending,
+                    });
+                    this.running.push(Running {
+                        index,
+                        extra,
+                        future: Box::pin(future),
+                    });
+                    *this.sent += 1;
+                    *this.next = None;
+                    let soft = soft_timeout(this.config, this.board.as_ref(), &target.provider);
+                    let at = Instant::now().checked_add(soft);
+                    match at {
+                        Some(at) => {
+                            this.soft.as_mut().reset(at);
+                            *this.soft_armed = true;
+                        }
+                        None => *this.soft_armed = false,
+                    }
+                    if kind != AttemptKind::Primary {
+                        tracing::debug!(provider = %target.provider, kind = ?kind, "hedge attempt started");
+                    }
+                    continue; // poll the new attempt at once
+                }
+            }
+
+            // 3. Nothing running and nothing left to start: the call failed.
+            if this.running.is_empty() {
+                *this.done = true;
+                let error = this.last_error.take().unwrap_or_else(|| Error::NoProvider {
+                    message: "the route has no target".into(),
+                });
+                let every_skip_was_open = !this.attempts.is_empty()
+                    && this.attempts.iter().all(|a| {
+                        matches!(&a.outcome, AttemptOutcome::Skipped { reason } if reason == "circuit_open")
+                    });
+                return Poll::Ready(Err(if every_skip_was_open {
+                    Error::NoProvider {
+                        message: "every provider on the route has an open circuit breaker".into(),
+                    }
+                } else {
+                    error
+                }));
+            }
+
+            // 4. The soft timer: no first token yet, so start the next provider beside the
+            // running ones.
+            let can_hedge = !*this.hedging_stopped
+                && !this.targets.is_empty()
+                && *this.sent < this.config.max_attempts.max(1);
+            if *this.soft_armed && can_hedge && this.soft.as_mut().poll(cx).is_ready() {
+                *this.soft_armed = false;
+                *this.next = Some(AttemptKind::Hedge);
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+}
