@@ -1,0 +1,177 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use switchboard_core::{BudgetStatus, ChatRequest, ChatResponse, Degraded, Error};
+use tower::Service;
+
+use crate::Ledger;
+use crate::budget::admit::{Policy, Prepared, Verdict};
+use crate::budget::settle::{Settlement, SettledEvents};
+
+pin_project! {
+    /// The future of [`Budget`](crate::Budget): the reservation, then the inner call;
+    /// its answer's stream settles the hold.
+    pub struct ResponseFuture<S, L>
+    where
+        S: Service<ChatRequest>,
+        L: Ledger,
+    {
+        #[pin]
+        state: State<S::Future, L::Reserve, S, L>,
+        ledger: Option<L>,
+        policy: Option<Arc<Policy>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, R, S, L: Ledger> {
+        Reserving {
+            #[pin]
+            reserve: R,
+            pending: Option<(S, ChatRequest, Prepared)>,
+        },
+        Calling {
+            #[pin]
+            call: F,
+            settlement: Option<Settlement<L>>,
+            status: Option<BudgetStatus>,
+            degraded: Degraded,
+        },
+        Done {
+            result: Option<Result<ChatResponse, Error>>,
+        },
+    }
+}
+
+impl<S, L> ResponseFuture<S, L>
+where
+    S: Service<ChatRequest>,
+    L: Ledger,
+{
+    pub(crate) fn reserving(
+        reserve: L::Reserve,
+        inner: S,
+        request: ChatRequest,
+        prepared: Prepared,
+        ledger: L,
+        policy: Arc<Policy>,
+    ) -> Self {
+        Self {
+            state: State::Reserving {
+                reserve,
+                pending: Some((inner, request, prepared)),
+            },
+            ledger: Some(ledger),
+            policy: Some(policy),
+        }
+    }
+
+    pub(crate) fn done(result: Result<ChatResponse, Error>) -> Self {
+        Self {
+            state: State::Done {
+                result: Some(result),
+            },
+            ledger: None,
+            policy: None,
+        }
+    }
+}
+
+impl<S, L> std::fmt::Debug for ResponseFuture<S, L>
+where
+    S: Service<ChatRequest>,
+    L: Ledger,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, L> Future for ResponseFuture<S, L>
+where
+    S: Service<ChatRequest, Response = ChatResponse, Error = Error>,
+    L: Ledger,
+{
+    type Output = Result<ChatResponse, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Reserving { reserve, pending } => {
+                    let reserved = ready!(reserve.poll(cx));
+                    let (mut inner, request, prepared) =
+                        pending.take().expect("polled after the reservation resolved");
+                    let (Some(ledger), Some(policy)) = (this.ledger.as_ref(), this.policy.as_ref())
+                    else {
+                        unreachable!("a reserving future has a ledger and a policy");
+                    };
+                    match policy.admit(ledger, reserved, request, prepared) {
+                        Verdict::Send(request, settlement, status, degraded) => {
+                            // Calling is synchronous after the reservation: the inner
+                            // service was made ready by the caller's `poll_ready`.
+                            let call = inner.call(request);
+                            this.state.set(State::Calling {
+                                call,
+                                settlement: Some(settlement),
+                                status,
+                                degraded,
+                            });
+                        }
+                        Verdict::Answer(result) => {
+                            this.state.set(State::Done {
+                                result: Some(result),
+                            });
+                        }
+                    }
+                }
+                StateProj::Calling {
+                    call,
+                    settlement,
+                    status,
+                    degraded,
+                } => {
+                    let result = ready!(call.poll(cx));
+                    let mut settlement = settlement.take().expect("polled after completion");
+                    return Poll::Ready(match result {
+                        Ok(mut response) => {
+                            let price = this
+                                .policy
+                                .as_ref()
+                                .and_then(|p| p.estimator.known_price(response.model()));
+                            settlement.answered_by(response.provider().clone(), response.model(), price);
+                            let ext = response.extensions_mut();
+                            if !degraded.is_empty() {
+                                // Ours first: they happened before anything inner did.
+                                let mut all = std::mem::take(degraded);
+                                if let Some(inner) = ext.remove::<Degraded>() {
+                                    for d in inner.iter() {
+                                        if !all.iter().any(|x| x == d) {
+                                            all.push(d.reason.clone(), d.detail.clone());
+                                        }
+                                    }
+                                }
+                                ext.insert(all);
+                            }
+                            if let Some(status) = status.take() {
+                                ext.insert(status);
+                            }
+                            Ok(response.map_events(|events| SettledEvents::new(events, settlement)))
+                        }
+                        Err(error) => {
+                            settlement.refund();
+                            Err(error)
+                        }
+                    });
+                }
+                StateProj::Done { result } => {
+                    return Poll::Ready(result.take().expect("polled after completion"));
+                }
+            }
+        }
+    }
+}

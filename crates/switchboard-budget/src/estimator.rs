@@ -1,0 +1,295 @@
+//! [`Estimator`]: token counts, expected output and prices → [`CostEstimate`].
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use switchboard_core::{ChatBody, CostEstimate, Price, PriceTable, Scene};
+
+use crate::prices::{is_snapshot_of, shipped_max_output, shipped_prices};
+use crate::tokenize::{TokenCounting, count_chat};
+
+/// Estimates what a chat request will cost before it is sent.
+///
+/// - **Input tokens**: exact for OpenAI models (`bpe-openai`, the right encoding per
+///   model), calibrated for Claude, a byte bound for unknown models; plus chat framing.
+///   See [`TokenCounting`].
+/// - **Output tokens**: the bound is `max_tokens`, else the model's output limit, else
+///   [`default_max_output_tokens`](EstimatorBuilder::default_max_output_tokens). The
+///   expected figure is the learned [percentile](EstimatorBuilder::output_percentile) of
+///   the scene's observed output once it has
+///   [enough samples](EstimatorBuilder::min_samples), capped by the bound; before that,
+///   `max_tokens`, else [`default_expected_output_tokens`](EstimatorBuilder::default_expected_output_tokens).
+/// - **Price**: the model's entry in the price table (a dated snapshot such as
+///   `gpt-4o-mini-2024-07-18` uses its base model's price); a logical model (`fast`)
+///   through its [alias](EstimatorBuilder::alias); an unknown model at the most expensive
+///   price in the table, so the cap stays safe.
+#[derive(Debug)]
+pub struct Estimator {
+    prices: PriceTable,
+    priciest: Price,
+    max_output: HashMap<String, u64>,
+    aliases: HashMap<String, String>,
+    default_max_output: u64,
+    default_expected_output: u64,
+    percentile: u32,
+    min_samples: u64,
+    learned: RwLock<HashMap<Scene, Arc<OutputHistogram>>>,
+}
+
+/// Builds an [`Estimator`].
+#[derive(Debug, Clone)]
+pub struct EstimatorBuilder {
+    prices: PriceTable,
+    max_output: HashMap<String, u64>,
+    aliases: HashMap<String, String>,
+    default_max_output: u64,
+    default_expected_output: u64,
+    percentile: u32,
+    min_samples: u64,
+}
+
+impl Default for Estimator {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl Estimator {
+    /// A builder starting from the [shipped price table](crate::shipped_prices).
+    pub fn builder() -> EstimatorBuilder {
+        EstimatorBuilder {
+            prices: shipped_prices(),
+            max_output: HashMap::new(),
+            aliases: HashMap::new(),
+            default_max_output: 16_384,
+            default_expected_output: 1_024,
+            percentile: 90,
+            min_samples: 50,
+        }
+    }
+
+    /// The concrete model a (possibly logical) model name is priced as.
+    pub fn resolve<'a>(&'a self, model: &'a str) -> &'a str {
+        self.aliases.get(model).map_or(model, String::as_str)
+    }
+
+    /// The price used for `model`: its own, its base model's for a snapshot, else the
+    /// most expensive in the table.
+    pub fn price_of(&self, model: &str) -> Price {
+        self.known_price(model).unwrap_or(self.priciest)
+    }
+
+    /// The price of `model` or of the model it is a snapshot of, if the table has one.
+    pub fn known_price(&self, model: &str) -> Option<Price> {
+        let model = self.resolve(model);
+        if let Some(price) = self.prices.get(model) {
+            return Some(*price);
+        }
+        // Longest base name the model is a snapshot of.
+        self.prices
+            .iter()
+            .filter(|(base, _)| is_snapshot_of(model, base))
+            .max_by_key(|(base, _)| base.len())
+            .map(|(_, price)| *price)
+    }
+
+    /// The most output tokens `model` may produce when a request does not say.
+    pub fn max_output_of(&self, model: &str) -> u64 {
+        let model = self.resolve(model);
+        if let Some(n) = self.max_output.get(model) {
+            return *n;
+        }
+        let base = self
+            .prices
+            .iter()
+            .filter(|(base, _)| is_snapshot_of(model, base))
+            .max_by_key(|(base, _)| base.len())
+            .map(|(base, _)| base);
+        base.and_then(|b| self.max_output.get(b).copied().or_else(|| shipped_max_output(b)))
+            .unwrap_or(self.default_max_output)
+    }
+
+    /// Input tokens of `body`: `(estimate, bound)`.
+    pub fn input_tokens(&self, body: &ChatBody) -> (u64, u64) {
+        count_chat(TokenCounting::for_model(self.resolve(&body.model)), body)
+    }
+
+    /// The learned expected output for `scene`, once it has enough samples.
+    pub fn learned_output(&self, scene: &Scene) -> Option<u64> {
+        let learned = self.learned.read().unwrap_or_else(|e| e.into_inner());
+        let histogram = learned.get(scene)?;
+        (histogram.count() >= self.min_samples).then(|| histogram.percentile(self.percentile))
+    }
+
+    /// Records a call's real output tokens for its scene.
+    pub fn observe_output(&self, scene: &Scene, output_tokens: u64) {
+        let existing = self
+            .learned
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(scene)
+            .cloned();
+        let histogram = match existing {
+            Some(h) => h,
+            None => self
+                .learned
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(scene.clone())
+                .or_default()
+                .clone(),
+        };
+        histogram.record(output_tokens);
+    }
+
+    /// The estimate for `body` in `scene`.
+    pub fn estimate(&self, body: &ChatBody, scene: Option<&Scene>) -> CostEstimate {
+        let model = self.resolve(&body.model).to_owned();
+        let price = self.price_of(&model);
+        let (input, input_bound) = self.input_tokens(body);
+        let max_output = body
+            .max_tokens
+            .map_or_else(|| self.max_output_of(&model), u64::from);
+        let expected_output = scene
+            .and_then(|s| self.learned_output(s))
+            .or(body.max_tokens.map(u64::from))
+            .unwrap_or(self.default_expected_output)
+            .min(max_output);
+        CostEstimate::new(model, price, input, input_bound, expected_output, max_output)
+    }
+}
+
+impl EstimatorBuilder {
+    /// Entries of `prices` replace or add to the shipped table (from config).
+    pub fn prices(mut self, prices: PriceTable) -> Self {
+        self.prices.merge(prices);
+        self
+    }
+
+    /// Prices a logical model name (`fast`, `quality`) as a concrete model.
+    pub fn alias(mut self, logical: impl Into<String>, concrete: impl Into<String>) -> Self {
+        self.aliases.insert(logical.into(), concrete.into());
+        self
+    }
+
+    /// Sets a model's output limit, the bound when a request has no `max_tokens`.
+    pub fn max_output_tokens(mut self, model: impl Into<String>, tokens: u64) -> Self {
+        self.max_output.insert(model.into(), tokens);
+        self
+    }
+
+    /// Output bound for models without a known limit. Default: 16,384 tokens.
+    pub fn default_max_output_tokens(mut self, tokens: u64) -> Self {
+        self.default_max_output = tokens;
+        self
+    }
+
+    /// Expected output when neither a learned figure nor `max_tokens` is there.
+    /// Default: 1,024 tokens.
+    pub fn default_expected_output_tokens(mut self, tokens: u64) -> Self {
+        self.default_expected_output = tokens;
+        self
+    }
+
+    /// The percentile of a scene's observed output used as its expected output
+    /// (1–100). Default: 90.
+    pub fn output_percentile(mut self, percentile: u32) -> Self {
+        self.percentile = percentile.clamp(1, 100);
+        self
+    }
+
+    /// Observations a scene needs before its learned figure is used. Default: 50.
+    pub fn min_samples(mut self, samples: u64) -> Self {
+        self.min_samples = samples.max(1);
+        self
+    }
+
+    /// The estimator.
+    pub fn build(self) -> Estimator {
+        let priciest = self
+            .prices
+            .iter()
+            .map(|(_, p)| *p)
+            .max_by_key(|p| (p.output, p.input))
+            .unwrap_or(Price {
+                input: switchboard_core::Cost::ZERO,
+                output: switchboard_core::Cost::ZERO,
+                cached_input: None,
+            });
+        Estimator {
+            prices: self.prices,
+            priciest,
+            max_output: self.max_output,
+            aliases: self.aliases,
+            default_max_output: self.default_max_output,
+            default_expected_output: self.default_expected_output,
+            percentile: self.percentile,
+            min_samples: self.min_samples,
+            learned: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+/// Bucket upper bounds grow by 1/8 (so a percentile is at most 12.5 % high), exact
+/// below 16.
+const BUCKETS: usize = 128;
+
+/// A lock-free histogram of output token counts.
+#[derive(Debug)]
+pub(crate) struct OutputHistogram {
+    counts: [AtomicU64; BUCKETS],
+}
+
+impl Default for OutputHistogram {
+    fn default() -> Self {
+        Self {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+fn bucket_bound(i: usize) -> u64 {
+    let mut bound = 0u64;
+    for _ in 0..i {
+        bound = (bound + 1).max(bound + bound / 8);
+    }
+    bound
+}
+
+fn bucket_of(value: u64) -> usize {
+    let mut bound = 0u64;
+    for i in 0..BUCKETS {
+        if value <= bound {
+            return i;
+        }
+        bound = (bound + 1).max(bound + bound / 8);
+    }
+    BUCKETS - 1
+}
+
+impl OutputHistogram {
+    pub(crate) fn record(&self, value: u64) {
+        self.counts[bucket_of(value)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The bucket bound at or above which `percentile` % of observations lie below.
+    pub(crate) fn percentile(&self, percentile: u32) -> u64 {
+        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        let rank = (total * u64::from(percentile)).div_ceil(100).max(1);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return bucket_bound(i);
+            }
+        }
+        bucket_bound(BUCKETS - 1)
+    }
+}

@@ -1,0 +1,203 @@
+//! Ledgers: where spend is reserved, committed and refunded against per-window caps.
+
+mod bucket;
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use switchboard_core::{Cost, Error, TenantId, Tier};
+
+pub use memory::{Books, MemoryLedger, MemoryLedgerBuilder};
+#[cfg(feature = "redis")]
+pub use self::redis::RedisLedger;
+
+/// What a budget is kept for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// All traffic.
+    Global,
+    /// One business tier.
+    Tier(Tier),
+    /// One tenant.
+    Tenant(TenantId),
+}
+
+impl fmt::Display for Scope {
+    /// `global`, `tier:L1`, `tenant:acme`: the `scope` of a `BudgetExceeded` error.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Global => f.write_str("global"),
+            Scope::Tier(t) => write!(f, "tier:{t}"),
+            Scope::Tenant(t) => write!(f, "tenant:{t}"),
+        }
+    }
+}
+
+/// Who a request is charged to: every capped scope it falls in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The request's tier.
+    pub tier: Tier,
+    /// The request's tenant, if admission named one.
+    pub tenant: Option<TenantId>,
+}
+
+/// Per-window spend caps by scope. A scope without a cap is not tracked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caps {
+    global: Option<Cost>,
+    tiers: [Option<Cost>; 3],
+    every_tenant: Option<Cost>,
+    tenants: HashMap<TenantId, Cost>,
+}
+
+impl Caps {
+    /// No caps.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Caps all traffic.
+    pub fn global(mut self, cap: Cost) -> Self {
+        self.global = Some(cap);
+        self
+    }
+
+    /// Caps one tier.
+    pub fn tier(mut self, tier: Tier, cap: Cost) -> Self {
+        self.tiers[tier.index()] = Some(cap);
+        self
+    }
+
+    /// Caps each tenant without a cap of its own.
+    pub fn every_tenant(mut self, cap: Cost) -> Self {
+        self.every_tenant = Some(cap);
+        self
+    }
+
+    /// Caps one tenant.
+    pub fn tenant(mut self, tenant: TenantId, cap: Cost) -> Self {
+        self.tenants.insert(tenant, cap);
+        self
+    }
+
+    /// The capped scopes an account is charged to, with their caps: global, then tier,
+    /// then tenant.
+    pub fn scopes(&self, account: &Account) -> Vec<(Scope, Cost)> {
+        let mut scopes = Vec::with_capacity(3);
+        if let Some(cap) = self.global {
+            scopes.push((Scope::Global, cap));
+        }
+        if let Some(cap) = self.tiers[account.tier.index()] {
+            scopes.push((Scope::Tier(account.tier), cap));
+        }
+        if let Some(tenant) = &account.tenant {
+            if let Some(cap) = self.tenants.get(tenant).copied().or(self.every_tenant) {
+                scopes.push((Scope::Tenant(tenant.clone()), cap));
+            }
+        }
+        scopes
+    }
+}
+
+/// One scope's spend in the window right after a reservation, this one included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeSpend {
+    /// The scope.
+    pub scope: Scope,
+    /// Reserved plus committed spend in the window, the new hold included.
+    pub spent: Cost,
+    /// The scope's cap.
+    pub cap: Cost,
+}
+
+/// Budget held for one call until it settles. Give it back to the ledger that made it
+/// with [`Ledger::settle`] exactly once.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub(crate) window: u64,
+    pub(crate) amount: Cost,
+    pub(crate) scopes: Vec<ScopeSpend>,
+    pub(crate) resets_in: Duration,
+}
+
+impl Hold {
+    /// The amount held.
+    pub fn amount(&self) -> Cost {
+        self.amount
+    }
+
+    /// Each charged scope's spend right after the reservation.
+    pub fn scopes(&self) -> &[ScopeSpend] {
+        &self.scopes
+    }
+
+    /// Time left in the window the hold was made in.
+    pub fn resets_in(&self) -> Duration {
+        self.resets_in
+    }
+
+    /// The window's number.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+}
+
+/// A reservation the ledger refused: it would have crossed a cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The first scope whose cap it would have crossed.
+    pub scope: Scope,
+    /// That scope's spend in the window.
+    pub spent: Cost,
+    /// That scope's cap.
+    pub cap: Cost,
+    /// When the window resets; `None` if the amount exceeds the cap on its own.
+    pub retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    /// The `BudgetExceeded` error (429, `budget_exceeded`) for this refusal.
+    pub fn into_error(self) -> Error {
+        Error::BudgetExceeded {
+            scope: self.scope.to_string(),
+            retry_after: self.retry_after,
+        }
+    }
+}
+
+/// A spend ledger: atomic check-and-reserve of an amount against the caps of every scope
+/// an account is charged to, then settlement with the real cost.
+///
+/// The hard cap is the invariant: in every window and scope, reserved plus committed
+/// spend never exceeds the cap (a call that costs more than its hold is charged in full
+/// and counted as an overrun; holds are upper bounds, so that does not happen while
+/// estimates are bounds). Settlement is synchronous and infallible so that a drop guard
+/// can settle; a ledger with I/O does it in the background.
+pub trait Ledger: Clone + Send + Sync + 'static {
+    /// The future of a reservation.
+    type Reserve: Future<Output = Result<Hold, Refusal>> + Send + 'static;
+
+    /// Reserves `amount` in every capped scope of `account`, or in none.
+    fn reserve(&self, account: &Account, amount: Cost) -> Self::Reserve;
+
+    /// Lowers a hold to `to` (no-op if it is not lower), freeing the difference now.
+    fn shrink(&self, hold: &mut Hold, to: Cost);
+
+    /// Settles a hold: commits `actual` and frees the rest. `Cost::ZERO` is a refund.
+    fn settle(&self, hold: Hold, actual: Cost);
+}
+
+/// Window arithmetic shared by ledgers: fixed windows of `len` counted from an origin.
+pub(crate) fn window_of(elapsed: Duration, len: Duration) -> (u64, Duration) {
+    let len_ns = len.as_nanos().max(1);
+    let at = elapsed.as_nanos();
+    let window = (at / len_ns) as u64;
+    let resets_in = Duration::from_nanos((len_ns - at % len_ns) as u64);
+    (window, resets_in)
+}
