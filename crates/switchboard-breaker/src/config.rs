@@ -34,7 +34,7 @@ pub struct SlowCalls {
 ///
 /// | knob | default | meaning |
 /// |---|---|---|
-/// | `consecutive_failures` | `None` (off) | open after this many failures in a row |
+/// | `consecutive_failures` | 5 | open after this many failures in a row (`None`: off) |
 /// | `window` | 30 s | the sliding window of the rate triggers |
 /// | `min_calls` | 5 | calls in the window before a rate trigger may open |
 /// | `failure_rate` | 0.5 | open when this fraction of the window's calls failed |
@@ -46,8 +46,10 @@ pub struct SlowCalls {
 /// | `jitter` | 0.2 | open periods are stretched by a random 0–20 % (never past the cap) |
 /// | `mode` | `reject` | [`Mode`] |
 ///
-/// With the defaults a provider opens after 5 failures within 30 s (when they are at least
-/// half of its calls there).
+/// With the defaults a provider opens after 5 failures in a row, or after 5 failures within
+/// 30 s when they are at least half of its calls there. The consecutive trigger matters at
+/// volume: a provider that served 600 calls in the last 30 s and then fails completely
+/// needs 15 s of failures to reach a 50 % rate, but only 5 calls to fail 5 times in a row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
@@ -81,7 +83,7 @@ pub struct BreakerConfig {
 impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
-            consecutive_failures: None,
+            consecutive_failures: Some(5),
             window: Duration::from_secs(30),
             min_calls: 5,
             failure_rate: 0.5,

@@ -78,9 +78,9 @@
 //!
 //! # Knobs and defaults
 //!
-//! See [`BreakerConfig`]: window 30 s, 5 calls minimum, 50 % failure rate (so 5 failures in
-//! 30 s open a provider that had nothing else), consecutive-failure and slow-call triggers
-//! off, 3 half-open probes, open 5 s doubling to 60 s with 20 % jitter, reject mode.
+//! See [`BreakerConfig`]: 5 consecutive failures; window 30 s, 5 calls minimum, 50 % failure
+//! rate (so 5 failures in 30 s open a provider that had nothing else); slow-call trigger
+//! off; 3 half-open probes; open 5 s doubling to 60 s with 20 % jitter; reject mode.
 //!
 //! # Differences from other breakers
 //!

@@ -115,7 +115,7 @@ async fn opens_after_five_failures_in_thirty_seconds() {
 async fn failures_that_leave_the_window_do_not_open_it() {
     let sim = failing(503);
     let board = HealthBoard::new();
-    let mut svc = breaker(&sim, exact(), &board);
+    let mut svc = breaker(&sim, exact().consecutive_failures(None), &board);
     for _ in 0..12 {
         call(&mut svc).await.unwrap_err();
         advance(secs(8)).await; // at most four failures in any 30 s
@@ -164,6 +164,55 @@ async fn a_healthy_majority_keeps_it_closed() {
     let snap = board.snapshot(&OPENAI).unwrap();
     assert_eq!((snap.successes, snap.failures), (12, 6));
     assert_eq!(bad.stats().calls() + good.stats().calls(), 18);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failure_rate_opens_without_five_in_a_row() {
+    use std::future::Future;
+    use std::pin::Pin;
+    type Fut = Pin<Box<dyn Future<Output = Result<switchboard_core::ChatResponse, Error>> + Send>>;
+
+    let bad = failing(502);
+    let good = SimProvider::new(OPENAI, SimConfig::instant());
+    let (b2, g2) = (bad.clone(), good.clone());
+    let mixed = tower::service_fn(move |r: ChatRequest| -> Fut {
+        if r.body().last_user_text().as_deref() == Some("fail") {
+            Box::pin(b2.clone().oneshot(r))
+        } else {
+            Box::pin(g2.clone().oneshot(r))
+        }
+    });
+    let board = HealthBoard::new();
+    let mut svc = BreakerLayer::new(OPENAI)
+        .config(exact())
+        .board(board.clone())
+        .layer(mixed);
+    let fail = || ChatRequest::new(ChatBody::new("gpt-4o-mini", vec![Message::user("fail")]));
+    // fail, fail, ok, fail, fail: never more than two in a row, 4 of 5 failed.
+    for (i, failing) in [true, true, false, true, true].into_iter().enumerate() {
+        assert_eq!(
+            board.state(&OPENAI),
+            BreakerState::Closed,
+            "closed before call {}",
+            i + 1
+        );
+        let r = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(if failing { fail() } else { req() })
+            .await;
+        match r {
+            Ok(resp) => drop(resp.collect().await.unwrap()),
+            Err(e) => assert_eq!(e.reason(), "openai_upstream_server_error"),
+        }
+        advance(secs(2)).await;
+    }
+    assert_eq!(
+        board.state(&OPENAI),
+        BreakerState::Open,
+        "80 % of 5 calls in 30 s failed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
