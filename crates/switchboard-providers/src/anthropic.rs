@@ -356,33 +356,37 @@ pub(crate) struct AnthropicEvents {
     tool_blocks: Vec<(u32, u32)>,
 }
 
+/// Every event's fields in one flat struct: one pass of the parser, where an internally
+/// tagged enum would buffer each event before dispatching on `type` (measured 1.5× slower).
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Event {
-    MessageStart {
-        message: StartMessage,
-    },
-    ContentBlockStart {
-        index: u32,
-        content_block: Block,
-    },
-    ContentBlockDelta {
-        index: u32,
-        delta: BlockDelta,
-    },
-    ContentBlockStop {},
-    MessageDelta {
-        delta: MessageDeltaBody,
-        #[serde(default)]
-        usage: Option<EventUsage>,
-    },
-    MessageStop {},
-    Ping {},
-    Error {
-        error: ErrorBody,
-    },
-    #[serde(other)]
-    Unknown,
+struct Event<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    message: Option<StartMessage>,
+    #[serde(default)]
+    content_block: Option<Block>,
+    #[serde(default)]
+    delta: Option<Delta>,
+    #[serde(default)]
+    usage: Option<EventUsage>,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+}
+
+/// A `content_block_delta`'s or `message_delta`'s `delta`.
+#[derive(Deserialize)]
+struct Delta {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    partial_json: Option<String>,
+    #[serde(default)]
+    stop_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -403,25 +407,6 @@ struct Block {
     name: Option<String>,
     #[serde(default)]
     text: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum BlockDelta {
-    TextDelta {
-        text: String,
-    },
-    InputJsonDelta {
-        partial_json: String,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-struct MessageDeltaBody {
-    #[serde(default)]
-    stop_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -467,6 +452,13 @@ impl AnthropicEvents {
     }
 }
 
+fn missing(provider: &ProviderId, event: &str, field: &str) -> Error {
+    Error::Stream {
+        provider: provider.clone(),
+        message: format!("malformed event: {event} without `{field}`"),
+    }
+}
+
 fn finish_reason(reason: String) -> FinishReason {
     match reason.as_str() {
         "end_turn" | "stop_sequence" => FinishReason::Stop,
@@ -486,73 +478,90 @@ impl Dialect for AnthropicEvents {
         event: SseEvent,
         out: &mut VecDeque<ChatEvent>,
     ) -> Result<bool, Error> {
-        let parsed: Event = serde_json::from_str(&event.data)
+        let parsed: Event<'_> = serde_json::from_str(&event.data)
             .map_err(|e| call::malformed(provider, &e, &event.data))?;
-        match parsed {
-            Event::MessageStart { message } => {
-                self.model = message.model;
-                if let Some(usage) = message.usage {
-                    self.absorb(&usage);
+        match &*parsed.kind {
+            "message_start" => {
+                if let Some(message) = parsed.message {
+                    self.model = message.model;
+                    if let Some(usage) = message.usage {
+                        self.absorb(&usage);
+                    }
                 }
             }
-            Event::ContentBlockStart {
-                index,
-                content_block,
-            } => match content_block.kind.as_str() {
-                "tool_use" => {
-                    let tool = self.tool_blocks.len() as u32;
-                    self.tool_blocks.push((index, tool));
-                    out.push_back(ChatEvent::ToolCall {
-                        index: tool,
-                        id: content_block.id,
-                        name: content_block.name,
-                        arguments: String::new(),
-                    });
-                }
-                "text" => {
-                    if let Some(text) = content_block.text.filter(|t| !t.is_empty()) {
-                        out.push_back(ChatEvent::Text { text });
-                    }
-                }
-                // Thinking and server-tool blocks are not part of the neutral answer.
-                _ => {}
-            },
-            Event::ContentBlockDelta { index, delta } => match delta {
-                BlockDelta::TextDelta { text } => {
-                    if !text.is_empty() {
-                        out.push_back(ChatEvent::Text { text });
-                    }
-                }
-                BlockDelta::InputJsonDelta { partial_json } => {
-                    if let Some(tool) = self.tool_index(index) {
+            "content_block_start" => {
+                let Some(block) = parsed.content_block else {
+                    return Err(missing(provider, "content_block_start", "content_block"));
+                };
+                match block.kind.as_str() {
+                    "tool_use" => {
+                        let tool = self.tool_blocks.len() as u32;
+                        self.tool_blocks.push((parsed.index, tool));
                         out.push_back(ChatEvent::ToolCall {
                             index: tool,
-                            id: None,
-                            name: None,
-                            arguments: partial_json,
+                            id: block.id,
+                            name: block.name,
+                            arguments: String::new(),
                         });
                     }
+                    "text" => {
+                        if let Some(text) = block.text.filter(|t| !t.is_empty()) {
+                            out.push_back(ChatEvent::Text { text });
+                        }
+                    }
+                    // Thinking and server-tool blocks are not part of the neutral answer.
+                    _ => {}
                 }
-                BlockDelta::Other => {}
-            },
-            Event::MessageDelta { delta, usage } => {
-                if let Some(usage) = usage {
+            }
+            "content_block_delta" => {
+                let Some(delta) = parsed.delta else {
+                    return Err(missing(provider, "content_block_delta", "delta"));
+                };
+                match delta.kind.as_deref() {
+                    Some("text_delta") => {
+                        if let Some(text) = delta.text.filter(|t| !t.is_empty()) {
+                            out.push_back(ChatEvent::Text { text });
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        if let (Some(tool), Some(arguments)) =
+                            (self.tool_index(parsed.index), delta.partial_json)
+                        {
+                            out.push_back(ChatEvent::ToolCall {
+                                index: tool,
+                                id: None,
+                                name: None,
+                                arguments,
+                            });
+                        }
+                    }
+                    // Thinking and signature deltas.
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(usage) = parsed.usage {
                     self.absorb(&usage);
                 }
-                if let Some(reason) = delta.stop_reason {
+                if let Some(reason) = parsed.delta.and_then(|d| d.stop_reason) {
                     out.push_back(ChatEvent::Finish(finish_reason(reason)));
                 }
                 out.push_back(ChatEvent::Usage(self.usage));
             }
-            Event::MessageStop {} => return Ok(true),
-            Event::Error { error } => {
+            "message_stop" => return Ok(true),
+            "error" => {
+                let error = parsed.error.unwrap_or(ErrorBody {
+                    kind: String::new(),
+                    message: String::new(),
+                });
                 return Err(call::stream_error_event(
                     provider,
                     &error.kind,
                     &error.message,
                 ));
             }
-            Event::ContentBlockStop {} | Event::Ping {} | Event::Unknown => {}
+            // content_block_stop, ping, and event types added after this was written.
+            _ => {}
         }
         Ok(false)
     }

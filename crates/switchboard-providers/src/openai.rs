@@ -340,9 +340,10 @@ pub(crate) struct OpenAiEvents {
 }
 
 #[derive(Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    model: Option<String>,
+struct Chunk<'a> {
+    /// Borrowed: every chunk repeats it, and only the first is kept.
+    #[serde(default, borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     choices: Vec<Choice>,
     #[serde(default)]
@@ -433,14 +434,14 @@ impl Dialect for OpenAiEvents {
         if event.data == "[DONE]" {
             return Ok(true);
         }
-        let chunk: Chunk = serde_json::from_str(&event.data)
+        let chunk: Chunk<'_> = serde_json::from_str(&event.data)
             .map_err(|e| call::malformed(provider, &e, &event.data))?;
         if let Some(error) = chunk.error {
             let kind = error.kind.unwrap_or_default();
             return Err(call::stream_error_event(provider, &kind, &error.message));
         }
         if self.model.is_none() {
-            self.model = chunk.model;
+            self.model = chunk.model.map(|m| m.into_owned());
         }
         for choice in chunk.choices {
             if let Some(delta) = choice.delta {
