@@ -333,9 +333,11 @@ impl Machine {
     fn open(&mut self, now: Instant, cause: Cause) -> Transition {
         let period = self.open_period();
         self.reopens = self.reopens.saturating_add(1);
+        // A period past the clock's range is taken as a year.
         let until = now
             .checked_add(period)
-            .unwrap_or(now + self.config.open_max);
+            .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+            .unwrap_or(now);
         self.go(State::Open { until }, cause)
     }
 

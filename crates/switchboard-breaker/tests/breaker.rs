@@ -604,3 +604,25 @@ fn config_reads_milliseconds() {
     );
     assert!(serde_json::from_str::<BreakerConfig>(r#"{"windw_ms": 1}"#).is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn absurd_config_values_do_not_panic() {
+    let sim = failing(503);
+    let board = HealthBoard::new();
+    let config: BreakerConfig = serde_json::from_value(serde_json::json!({
+        "consecutive_failures": 0,
+        "window_ms": 0,
+        "min_calls": 0,
+        "failure_rate": 0.0,
+        "half_open_probes": 0,
+        "open_base_ms": u64::MAX,
+        "open_max_ms": u64::MAX,
+        "backoff": f64::MAX,
+        "jitter": 7.0
+    }))
+    .unwrap();
+    let mut svc = breaker(&sim, config, &board);
+    call(&mut svc).await.unwrap_err();
+    assert_eq!(board.state(&OPENAI), BreakerState::Open);
+    assert_circuit_open(&call(&mut svc).await.unwrap_err());
+}

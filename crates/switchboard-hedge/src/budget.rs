@@ -96,4 +96,28 @@ mod tests {
         }
         assert_eq!(b.available(), 3);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn extra_attempts_never_exceed_ratio_times_requests_plus_reserve(
+            ratio in 0.0f64..1.0,
+            reserve in 0u32..20,
+            cap in 0u32..200,
+            ops in proptest::collection::vec(0u8..3, 0..2000),
+        ) {
+            let b = HedgeBudget::new(BudgetConfig { ratio, reserve, cap });
+            let (mut requests, mut extra) = (0u64, 0i64);
+            for op in ops {
+                match op {
+                    0 => { b.deposit(); requests += 1; }
+                    1 => if b.withdraw() { extra += 1 },
+                    _ => if extra > 0 { b.refund(); extra -= 1 },
+                }
+                let bound = f64::from(reserve.min(cap)) + ratio * requests as f64 + 1e-6
+                    + requests as f64 * 0.0005; // deposits are rounded to thousandths
+                proptest::prop_assert!((extra as f64) <= bound, "{} extra for {} requests", extra, requests);
+                proptest::prop_assert!(b.available() <= u64::from(cap));
+            }
+        }
+    }
 }

@@ -486,3 +486,52 @@ fn config_reads_milliseconds() {
         serde_json::from_str(r#"{"soft_timeout": {"kind": "fixed", "ms": 1200}}"#).unwrap();
     assert_eq!(fixed.soft_timeout, SoftTimeout::fixed(ms(1200)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn first_token_timeout_fails_over_and_counts_against_the_provider() {
+    use switchboard_timeout::{Scope, TimeoutLayer, TimeoutTiers, Timeouts};
+
+    let (a, b) = (sim(A, 10_000), sim(B, 200));
+    let board = HealthBoard::new();
+    let per_attempt =
+        TimeoutLayer::new(TimeoutTiers::uniform(Timeouts::NONE.first_token(ms(1_000))))
+            .scope(Scope::Attempt);
+    let stack = |s: &SimProvider| {
+        boxed(
+            BreakerLayer::new(s.id().clone())
+                .board(board.clone())
+                .layer(per_attempt.clone().layer(s.clone())),
+        )
+    };
+    let dispatch = Dispatch(HashMap::from([(A, stack(&a)), (B, stack(&b))]));
+    let mut svc = HedgeLayer::new(fixed(5_000))
+        .route(route(&[A, B]))
+        .board(board.clone())
+        .layer(dispatch);
+    let start = Instant::now();
+    let response = svc.ready().await.unwrap().call(req()).await.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        ms(1_200),
+        "A's first-token deadline, then B at once"
+    );
+    assert_eq!(response.provider(), &B);
+    assert_eq!(
+        attempts(&response).why(),
+        Some(&WinReason::Failover {
+            reason: "openai_first_token_timeout".into()
+        })
+    );
+    let snap = board.snapshot(&A).unwrap();
+    assert_eq!(
+        (snap.failures, snap.timeouts),
+        (1, 1),
+        "A's breaker counted the timeout"
+    );
+    assert_eq!(snap.timeout_ratio, Some(1.0));
+    assert_eq!(
+        a.stats().cancelled(),
+        1,
+        "the timed-out upstream call was dropped"
+    );
+}
