@@ -15,6 +15,9 @@ pub enum Mode {
     /// `poll_ready` stays `Pending` while the breaker admits nothing, and wakes when it
     /// does again. For use under `tower::balance`, whose ready cache drops a service whose
     /// `poll_ready` returns an error, but simply skips one that is not ready.
+    ///
+    /// A service that is ready holds its admission (in half-open, one of the probe
+    /// slots) until it is called or dropped, as tower's concurrency limits hold permits.
     Backpressure,
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use switchboard_core::{
     Attempt, AttemptKind, AttemptOutcome, Attempts, ChatRequest, ChatResponse, Deadline, Degraded,
-    Error, HealthBoard, ProviderId, Target, WinReason,
+    Error, HealthBoard, ProviderId, Target, TimeoutPhase, WinReason,
 };
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower::Service;
@@ -364,9 +364,19 @@ where
             // 3. Nothing running and nothing left to start: the call failed.
             if this.running.is_empty() {
                 *this.done = true;
-                let error = this.last_error.take().unwrap_or_else(|| Error::NoProvider {
-                    message: "the route has no target".into(),
-                });
+                let deadline_passed = this.deadline.is_some_and(|d| d.is_expired());
+                let error = match this.last_error.take() {
+                    Some(e) => e,
+                    // Nothing was tried: the caller's deadline had already passed.
+                    None if deadline_passed => Error::Timeout {
+                        phase: TimeoutPhase::Total,
+                        provider: None,
+                        after: this.start.elapsed(),
+                    },
+                    None => Error::NoProvider {
+                        message: "the route has no target".into(),
+                    },
+                };
                 let every_skip_was_open = !this.attempts.is_empty()
                     && this.attempts.iter().all(|a| {
                         matches!(&a.outcome, AttemptOutcome::Skipped { reason } if reason == "circuit_open")

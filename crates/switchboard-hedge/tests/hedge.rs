@@ -535,3 +535,17 @@ async fn first_token_timeout_fails_over_and_counts_against_the_provider() {
         "the timed-out upstream call was dropped"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_whose_deadline_has_passed_sends_nothing() {
+    let (a, b) = (sim(A, 100), sim(B, 100));
+    let mut svc = hedged(fixed(1200), &[A, B], &[&a, &b]);
+    let mut request = req();
+    request
+        .extensions_mut()
+        .insert(Deadline::after(Duration::ZERO));
+    let e = svc.ready().await.unwrap().call(request).await.unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert_eq!(e.reason(), "total_timeout");
+    assert_eq!(a.stats().calls() + b.stats().calls(), 0);
+}
