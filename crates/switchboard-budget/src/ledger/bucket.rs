@@ -104,6 +104,8 @@ bucket!(std::sync::atomic);
 
 #[cfg(all(test, feature = "loom"))]
 mod loom_model {
+    #![allow(dead_code, reason = "the model checks exercise reserve and release only")]
+
     use super::{MAX_SPEND, pack, unpack};
     use loom::sync::Arc;
     use loom::thread;
