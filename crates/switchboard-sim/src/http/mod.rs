@@ -21,7 +21,8 @@ use bytes::Bytes;
 use futures_util::stream;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::Value;
-use switchboard_core::{ChatBody, ProviderId};
+use switchboard_core::{ChatBody, Completion, ProviderId};
+use switchboard_wire::WireError;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -350,7 +351,8 @@ impl FirstTokenGate {
 
 type Shared = State<Arc<AppState>>;
 
-/// The two dialects, as one interface the shared handler drives.
+/// The two dialects, as one interface the shared handler drives. Parsing and encoding are
+/// `switchboard-wire`'s, the same code the gateway speaks to its callers with.
 trait Dialect: Send + 'static {
     const ROUTE: ApiRoute;
     const SSE_CONTENT_TYPE: &'static str;
@@ -360,22 +362,22 @@ trait Dialect: Send + 'static {
 
     /// The key the request carries, if any.
     fn api_key(headers: &HeaderMap) -> Option<&str>;
-    /// A parsed request, or the 400 message and offending parameter.
-    fn parse(json: &Value) -> Result<Parsed, (String, Option<&'static str>)>;
+    /// A parsed request, or what the API would answer instead.
+    fn parse(bytes: &[u8]) -> Result<Parsed, WireError>;
     /// An error body for a status.
     fn error_body(status: u16, message: &str, param: Option<&str>, request_id: &str) -> Value;
     /// This request's renderer.
     fn renderer(parsed: &Parsed, plan: &AnswerPlan, request_id: &str, ping: bool) -> Self;
     /// Frames sent with the headers, before the first token.
-    fn preamble(&self) -> Vec<Bytes>;
+    fn preamble(&mut self) -> Bytes;
     /// One content token.
-    fn token(&self, text: &str) -> Bytes;
+    fn token(&mut self, text: &str) -> Bytes;
     /// The frames after the last token of a complete answer.
-    fn finish(&self, plan: &AnswerPlan) -> Vec<Bytes>;
+    fn finish(&mut self, plan: &AnswerPlan) -> Bytes;
     /// A malformed frame.
     fn malformed(&self) -> Bytes;
     /// An `error` frame.
-    fn error_event(&self) -> Bytes;
+    fn error_event(&mut self) -> Bytes;
     /// A whole non-streamed answer.
     fn complete(&self, plan: &AnswerPlan) -> Value;
 }
@@ -384,6 +386,34 @@ trait Dialect: Send + 'static {
 struct Parsed {
     body: ChatBody,
     include_usage: bool,
+}
+
+/// The whole answer a plan streams, for non-streamed responses.
+fn completion(plan: &AnswerPlan, model: &str) -> Completion {
+    Completion {
+        provider: ProviderId::from_static("sim"),
+        model: model.to_owned(),
+        text: plan.tokens.concat(),
+        tool_calls: Vec::new(),
+        usage: Some(plan.usage),
+        finish: Some(plan.finish.clone()),
+    }
+}
+
+/// The overloaded error a scripted `error_event` fault sends.
+fn overloaded() -> switchboard_core::Error {
+    switchboard_core::Error::Overloaded {
+        provider: ProviderId::from_static("sim"),
+        retry_after: None,
+        message: "Overloaded".into(),
+    }
+}
+
+/// Runs `write` against a fresh buffer.
+fn frame(write: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    let mut out = Vec::new();
+    write(&mut out);
+    Bytes::from(out)
 }
 
 fn request_id(prefix: &str) -> String {
@@ -423,7 +453,7 @@ async fn models(State(state): Shared, request: Request) -> Response {
 }
 
 async fn not_found(request: Request) -> Response {
-    let body = openai::OpenAi::error_body(
+    let body = switchboard_wire::openai::error_body(
         404,
         &format!(
             "Unknown request URL: {} {}.",
@@ -431,7 +461,7 @@ async fn not_found(request: Request) -> Response {
             request.uri().path()
         ),
         None,
-        "",
+        None,
     );
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
@@ -476,9 +506,7 @@ async fn handle<D: Dialect>(State(state): Shared, request: Request) -> Response 
         }
     };
     let json: Option<Value> = serde_json::from_slice(&bytes).ok();
-    state
-        .stats
-        .record(D::ROUTE, parts.headers.clone(), json.clone());
+    state.stats.record(D::ROUTE, parts.headers.clone(), json);
 
     if let Some(expected) = &config.http.api_key {
         if D::api_key(&parts.headers) != Some(expected.as_str()) {
@@ -486,17 +514,17 @@ async fn handle<D: Dialect>(State(state): Shared, request: Request) -> Response 
             return error_response::<D>(401, status_message(401), None, None, &rid);
         }
     }
-    let Some(json) = json else {
-        guard.finish();
-        let message =
-            "We could not parse the JSON body of your request. The body must be valid JSON.";
-        return error_response::<D>(400, message, None, None, &rid);
-    };
-    let parsed = match D::parse(&json) {
+    let parsed = match D::parse(&bytes) {
         Ok(parsed) => parsed,
-        Err((message, param)) => {
+        Err(error) => {
             guard.finish();
-            return error_response::<D>(400, &message, param, None, &rid);
+            return error_response::<D>(
+                error.status,
+                &error.message,
+                error.param.as_deref(),
+                None,
+                &rid,
+            );
         }
     };
     let models = &config.http.models;
@@ -529,7 +557,7 @@ async fn handle<D: Dialect>(State(state): Shared, request: Request) -> Response 
         }
         Plan::Answer(plan) => plan,
     };
-    let dialect = D::renderer(&parsed, &plan, &rid, config.http.ping);
+    let mut dialect = D::renderer(&parsed, &plan, &rid, config.http.ping);
 
     if !parsed.body.stream {
         let total: Duration = (0..plan.sent_tokens()).map(|i| plan.delay_before(i)).sum();
@@ -570,7 +598,7 @@ async fn handle<D: Dialect>(State(state): Shared, request: Request) -> Response 
         Ending::Complete => Outcome::Completed,
         _ => Outcome::Failed,
     };
-    let frames = schedule(&dialect, &plan);
+    let frames = schedule(&mut dialect, &plan);
     let gate = state.gate.clone();
     let state = (frames, guard, call);
     let body = Body::from_stream(stream::unfold(
@@ -628,12 +656,9 @@ enum Frame {
 }
 
 /// The frames of a streamed answer and the delay before each.
-fn schedule<D: Dialect>(dialect: &D, plan: &AnswerPlan) -> VecDeque<(Duration, Frame)> {
-    let mut frames: VecDeque<(Duration, Frame)> = dialect
-        .preamble()
-        .into_iter()
-        .map(|b| (Duration::ZERO, Frame::Data(b)))
-        .collect();
+fn schedule<D: Dialect>(dialect: &mut D, plan: &AnswerPlan) -> VecDeque<(Duration, Frame)> {
+    let mut frames = VecDeque::with_capacity(plan.tokens.len() + 3);
+    frames.push_back((Duration::ZERO, Frame::Data(dialect.preamble())));
     for (i, token) in plan.tokens[..plan.sent_tokens()].iter().enumerate() {
         let bytes = dialect.token(token);
         let frame = if i == 0 {
@@ -643,22 +668,14 @@ fn schedule<D: Dialect>(dialect: &D, plan: &AnswerPlan) -> VecDeque<(Duration, F
         };
         frames.push_back((plan.delay_before(i), frame));
     }
-    match plan.ending {
-        Ending::Complete => frames.extend(
-            dialect
-                .finish(plan)
-                .into_iter()
-                .map(|b| (Duration::ZERO, Frame::Data(b))),
-        ),
-        Ending::Truncate { reset: true, .. } => frames.push_back((Duration::ZERO, Frame::Reset)),
-        Ending::Truncate { reset: false, .. } => {}
-        Ending::Malformed { .. } => {
-            frames.push_back((Duration::ZERO, Frame::Data(dialect.malformed())));
-        }
-        Ending::ErrorEvent { .. } => {
-            frames.push_back((Duration::ZERO, Frame::Data(dialect.error_event())));
-        }
-    }
+    let last = match plan.ending {
+        Ending::Complete => Frame::Data(dialect.finish(plan)),
+        Ending::Truncate { reset: true, .. } => Frame::Reset,
+        Ending::Truncate { reset: false, .. } => return frames,
+        Ending::Malformed { .. } => Frame::Data(dialect.malformed()),
+        Ending::ErrorEvent { .. } => Frame::Data(dialect.error_event()),
+    };
+    frames.push_back((Duration::ZERO, last));
     frames
 }
 
@@ -666,20 +683,4 @@ async fn sleep(duration: Duration) {
     if !duration.is_zero() {
         tokio::time::sleep(duration).await;
     }
-}
-
-/// `data: {json}\n\n`.
-fn sse_data(json: &Value) -> Bytes {
-    let mut out = b"data: ".to_vec();
-    // Serialising a `Value` to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, json);
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
-}
-
-/// `event: name\ndata: {json}\n\n`.
-fn sse_event(name: &str, json: &Value) -> Bytes {
-    let mut out = format!("event: {name}\n").into_bytes();
-    out.extend_from_slice(&sse_data(json));
-    Bytes::from(out)
 }

@@ -1,0 +1,620 @@
+//! OpenAI Chat Completions (`POST /v1/chat/completions`).
+
+use serde_json::{Map, Value, json};
+use switchboard_core::{
+    ChatBody, ChatEvent, Completion, Content, ContentPart, Error, FinishReason, Message, Role,
+    Tool, ToolCall, ToolChoice, Usage,
+};
+
+use crate::json;
+use crate::{WireError, sse_data};
+
+/// A parsed request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedRequest {
+    /// The neutral body.
+    pub body: ChatBody,
+    /// `stream_options.include_usage`: send the usage chunk.
+    pub include_usage: bool,
+}
+
+/// Fields handled here; any other top-level field goes to `ChatBody::extra`.
+const KNOWN: [&str; 14] = [
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "n",
+    "functions",
+];
+
+/// Parses a Chat Completions request body.
+///
+/// Every portable field becomes a [`ChatBody`] field; other fields (`seed`, `user`,
+/// `metadata`, ...) are kept in `extra` for OpenAI-compatible upstreams. `n > 1` and the
+/// legacy `functions` are refused: the gateway returns one choice.
+pub fn parse_request(bytes: &[u8]) -> Result<ParsedRequest, WireError> {
+    let obj = json::object(bytes)?;
+    let model = json::required_str(&obj, "model", "model")?;
+    let raw = match obj.get("messages") {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(json::type_error("messages", "an array")),
+        None => {
+            return Err(WireError::invalid(
+                "Missing required parameter: 'messages'.",
+                Some("messages".to_owned()),
+            ));
+        }
+    };
+    if raw.is_empty() {
+        return Err(WireError::invalid(
+            "[] is too short - 'messages'",
+            Some("messages".to_owned()),
+        ));
+    }
+    let messages = raw
+        .iter()
+        .enumerate()
+        .map(|(i, m)| message(m, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut body = ChatBody::new(model, messages);
+    body.max_tokens = match json::opt_u32(&obj, "max_completion_tokens")? {
+        Some(n) => Some(n),
+        None => json::opt_u32(&obj, "max_tokens")?,
+    };
+    body.temperature = json::opt_f32_in(&obj, "temperature", 0.0, 2.0)?;
+    body.top_p = json::opt_f32_in(&obj, "top_p", 0.0, 1.0)?;
+    body.stop = json::stop_list(obj.get("stop"), "stop")?;
+    body.stream = json::opt_bool(&obj, "stream")?.unwrap_or(false);
+    let include_usage = match obj.get("stream_options") {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(o)) => json::opt_bool(o, "include_usage")?.unwrap_or(false),
+        Some(_) => return Err(json::type_error("stream_options", "an object")),
+    };
+    if let Some(n) = json::opt_u32(&obj, "n")? {
+        if n != 1 {
+            return Err(WireError::invalid(
+                format!("Invalid 'n': {n}. This gateway returns exactly one choice; set n to 1."),
+                Some("n".to_owned()),
+            ));
+        }
+    }
+    if obj.contains_key("functions") {
+        return Err(WireError::invalid(
+            "The legacy 'functions' parameter is not supported; use 'tools'.",
+            Some("functions".to_owned()),
+        ));
+    }
+    body.tools = tools(obj.get("tools"))?;
+    body.tool_choice = tool_choice(obj.get("tool_choice"))?;
+    body.response_format = match obj.get("response_format") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => return Err(json::type_error("response_format", "an object")),
+    };
+    body.extra = obj
+        .into_iter()
+        .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+        .collect();
+    Ok(ParsedRequest {
+        body,
+        include_usage,
+    })
+}
+
+fn message(value: &Value, i: usize) -> Result<Message, WireError> {
+    let param = |field: &str| format!("messages[{i}].{field}");
+    let obj = value
+        .as_object()
+        .ok_or_else(|| json::type_error(&format!("messages[{i}]"), "an object"))?;
+    let role = match obj.get("role").and_then(Value::as_str) {
+        Some("system" | "developer") => Role::System,
+        Some("user") => Role::User,
+        Some("assistant") => Role::Assistant,
+        Some("tool") => Role::Tool,
+        Some(other) => {
+            return Err(WireError::invalid(
+                format!(
+                    "Invalid value: '{other}'. Supported values are: 'system', 'developer', 'user', 'assistant' and 'tool'."
+                ),
+                Some(param("role")),
+            ));
+        }
+        None => {
+            return Err(WireError::invalid(
+                format!("Missing required parameter: '{}'.", param("role")),
+                Some(param("role")),
+            ));
+        }
+    };
+    let content = match obj.get("content") {
+        None | Some(Value::Null) => Content::Text(String::new()),
+        Some(Value::String(s)) => Content::Text(s.clone()),
+        Some(Value::Array(parts)) => Content::Parts(
+            parts
+                .iter()
+                .enumerate()
+                .map(|(j, p)| part(p, &format!("messages[{i}].content[{j}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(_) => return Err(json::type_error(&param("content"), "a string or an array")),
+    };
+    let tool_calls = match obj.get("tool_calls") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(calls)) => calls
+            .iter()
+            .enumerate()
+            .map(|(j, c)| {
+                let p = format!("messages[{i}].tool_calls[{j}]");
+                let c = c
+                    .as_object()
+                    .ok_or_else(|| json::type_error(&p, "an object"))?;
+                let function = c
+                    .get("function")
+                    .and_then(Value::as_object)
+                    .ok_or_else(|| json::type_error(&format!("{p}.function"), "an object"))?;
+                Ok(ToolCall {
+                    id: json::required_str(c, "id", &format!("{p}.id"))?,
+                    name: json::required_str(function, "name", &format!("{p}.function.name"))?,
+                    arguments: json::opt_str(
+                        function,
+                        "arguments",
+                        &format!("{p}.function.arguments"),
+                    )?
+                    .unwrap_or_default(),
+                })
+            })
+            .collect::<Result<_, WireError>>()?,
+        Some(_) => return Err(json::type_error(&param("tool_calls"), "an array")),
+    };
+    let tool_call_id = json::opt_str(obj, "tool_call_id", &param("tool_call_id"))?;
+    if role == Role::Tool && tool_call_id.is_none() {
+        return Err(WireError::invalid(
+            format!("Missing required parameter: '{}'.", param("tool_call_id")),
+            Some(param("tool_call_id")),
+        ));
+    }
+    Ok(Message {
+        role,
+        content,
+        tool_calls,
+        tool_call_id,
+    })
+}
+
+fn part(value: &Value, param: &str) -> Result<ContentPart, WireError> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| json::type_error(param, "an object"))?;
+    match obj.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(ContentPart::Text {
+            text: json::required_str(obj, "text", &format!("{param}.text"))?,
+        }),
+        Some("image_url") => {
+            let url = obj
+                .get("image_url")
+                .and_then(|i| i.get("url"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| json::type_error(&format!("{param}.image_url.url"), "a string"))?;
+            Ok(ContentPart::Image {
+                url: url.to_owned(),
+            })
+        }
+        Some(other) => Err(WireError::invalid(
+            format!(
+                "Content parts of type '{other}' are not supported; use 'text' or 'image_url'."
+            ),
+            Some(format!("{param}.type")),
+        )),
+        None => Err(json::type_error(&format!("{param}.type"), "a string")),
+    }
+}
+
+fn tools(value: Option<&Value>) -> Result<Vec<Tool>, WireError> {
+    let items = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(json::type_error("tools", "an array")),
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let p = format!("tools[{i}]");
+            let function = t
+                .get("function")
+                .and_then(Value::as_object)
+                .ok_or_else(|| json::type_error(&format!("{p}.function"), "an object"))?;
+            Ok(Tool {
+                name: json::required_str(function, "name", &format!("{p}.function.name"))?,
+                description: json::opt_str(
+                    function,
+                    "description",
+                    &format!("{p}.function.description"),
+                )?,
+                parameters: function
+                    .get("parameters")
+                    .cloned()
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            })
+        })
+        .collect()
+}
+
+fn tool_choice(value: Option<&Value>) -> Result<Option<ToolChoice>, WireError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => Ok(Some(ToolChoice::Auto)),
+            "none" => Ok(Some(ToolChoice::None)),
+            "required" => Ok(Some(ToolChoice::Required)),
+            other => Err(WireError::invalid(
+                format!(
+                    "Invalid value: '{other}'. Supported values are: 'none', 'auto' and 'required'."
+                ),
+                Some("tool_choice".to_owned()),
+            )),
+        },
+        Some(Value::Object(o)) => {
+            let name = o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| json::type_error("tool_choice.function.name", "a string"))?;
+            Ok(Some(ToolChoice::Tool {
+                name: name.to_owned(),
+            }))
+        }
+        Some(_) => Err(json::type_error("tool_choice", "a string or an object")),
+    }
+}
+
+/// Encodes [`ChatEvent`]s as Chat Completions SSE chunks, exactly as OpenAI streams them:
+/// a role chunk, content / tool-call chunks, a finish chunk, the usage chunk (when asked
+/// for), then `data: [DONE]`.
+#[derive(Debug)]
+pub struct StreamEncoder {
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    finish: Option<FinishReason>,
+    usage: Option<Usage>,
+}
+
+impl StreamEncoder {
+    /// An encoder for one answer.
+    pub fn new(
+        id: impl Into<String>,
+        model: impl Into<String>,
+        created: u64,
+        include_usage: bool,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            model: model.into(),
+            created,
+            include_usage,
+            finish: None,
+            usage: None,
+        }
+    }
+
+    fn chunk(&self, choices: Value, usage: Option<Value>) -> Value {
+        let mut chunk = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "service_tier": "default",
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+            "choices": choices,
+        });
+        if self.include_usage {
+            chunk["usage"] = usage.unwrap_or(Value::Null);
+        }
+        chunk
+    }
+
+    fn delta(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
+        let choices =
+            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+        sse_data(out, &self.chunk(choices, None));
+    }
+
+    /// The role chunk that opens every stream.
+    pub fn start(&mut self, out: &mut Vec<u8>) {
+        self.delta(
+            out,
+            json!({"role": "assistant", "content": "", "refusal": null}),
+            None,
+        );
+    }
+
+    /// One event. Finish and usage are held for [`end`](Self::end), which writes them in
+    /// OpenAI's order whatever order the upstream reported them in.
+    pub fn event(&mut self, event: &ChatEvent, out: &mut Vec<u8>) {
+        match event {
+            ChatEvent::Text { text } => self.delta(out, json!({"content": text}), None),
+            ChatEvent::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            } => {
+                let mut call = Map::new();
+                call.insert("index".into(), (*index).into());
+                if let Some(id) = id {
+                    call.insert("id".into(), id.clone().into());
+                    call.insert("type".into(), "function".into());
+                }
+                let mut function = Map::new();
+                if let Some(name) = name {
+                    function.insert("name".into(), name.clone().into());
+                }
+                function.insert("arguments".into(), arguments.clone().into());
+                call.insert("function".into(), function.into());
+                self.delta(out, json!({"tool_calls": [call]}), None);
+            }
+            ChatEvent::Usage(usage) => self
+                .usage
+                .get_or_insert_with(Usage::default)
+                .merge_max(*usage),
+            ChatEvent::Finish(reason) => self.finish = Some(reason.clone()),
+            _ => {}
+        }
+    }
+
+    /// The finish chunk, the usage chunk (when asked for) and `data: [DONE]`.
+    pub fn end(&mut self, out: &mut Vec<u8>) {
+        let finish = self.finish.take().unwrap_or(FinishReason::Stop);
+        self.delta(out, json!({}), Some(finish.as_openai()));
+        if self.include_usage {
+            let usage = usage_json(&self.usage.unwrap_or_default());
+            sse_data(out, &self.chunk(json!([]), Some(usage)));
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+    }
+
+    /// An error after the stream started: OpenAI's in-stream error object, and no `[DONE]`.
+    pub fn error(&mut self, error: &Error, out: &mut Vec<u8>) {
+        let (_, body) = error_for(error);
+        sse_data(out, &body);
+    }
+}
+
+const SYSTEM_FINGERPRINT: &str = "fp_switchboard";
+
+/// Chat Completions `usage`.
+pub fn usage_json(u: &Usage) -> Value {
+    json!({
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
+        "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0
+        }
+    })
+}
+
+/// A whole `chat.completion` answer.
+pub fn completion_json(completion: &Completion, id: &str, created: u64) -> Value {
+    let mut message = json!({
+        "role": "assistant",
+        "content": completion.text,
+        "refusal": null,
+        "annotations": []
+    });
+    if !completion.tool_calls.is_empty() {
+        if completion.text.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = completion
+            .tool_calls
+            .iter()
+            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+            .collect::<Vec<_>>()
+            .into();
+    }
+    let finish = completion.finish.clone().unwrap_or(FinishReason::Stop);
+    json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": completion.model,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish.as_openai()
+        }],
+        "usage": usage_json(&completion.usage.unwrap_or_default()),
+        "service_tier": "default",
+        "system_fingerprint": SYSTEM_FINGERPRINT
+    })
+}
+
+/// OpenAI's `type` and `code` for a status.
+fn kind_and_code(status: u16) -> (&'static str, Option<&'static str>) {
+    match status {
+        401 => ("invalid_request_error", Some("invalid_api_key")),
+        404 => ("invalid_request_error", Some("model_not_found")),
+        429 => ("requests", Some("rate_limit_exceeded")),
+        400..=499 => ("invalid_request_error", None),
+        _ => ("server_error", None),
+    }
+}
+
+/// An error body: `{"error": {"message", "type", "param", "code"}}`.
+pub fn error_body(status: u16, message: &str, param: Option<&str>, code: Option<&str>) -> Value {
+    let (kind, default_code) = kind_and_code(status);
+    json!({"error": {"message": message, "type": kind, "param": param, "code": code.or(default_code)}})
+}
+
+/// The status and body OpenAI would use for a core [`Error`]; `code` is the error's stable
+/// switchboard code where OpenAI has none of its own.
+pub fn error_for(error: &Error) -> (u16, Value) {
+    let status = error.status().as_u16();
+    let (_, default_code) = kind_and_code(status);
+    let code = default_code.unwrap_or(error.code());
+    (
+        status,
+        error_body(status, &error.to_string(), None, Some(code)),
+    )
+}
+
+/// The error body for a refused request.
+pub fn wire_error_body(error: &WireError) -> Value {
+    error_body(error.status, &error.message, error.param.as_deref(), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<ParsedRequest, WireError> {
+        parse_request(&serde_json::to_vec(&v).unwrap())
+    }
+
+    #[test]
+    fn parses_a_full_request() {
+        let p = parse(json!({
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "42"}
+            ],
+            "max_completion_tokens": 100,
+            "temperature": 0.5,
+            "stop": "END",
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "tool_choice": {"type": "function", "function": {"name": "f"}},
+            "response_format": {"type": "json_object"},
+            "seed": 7
+        }))
+        .unwrap();
+        let b = &p.body;
+        assert!(p.include_usage && b.stream);
+        assert_eq!(b.messages.len(), 4);
+        assert_eq!(b.messages[0].role, Role::System);
+        assert_eq!(b.messages[2].tool_calls[0].name, "f");
+        assert_eq!(b.messages[3].tool_call_id.as_deref(), Some("c1"));
+        assert_eq!(b.max_tokens, Some(100));
+        assert_eq!(b.stop, vec!["END"]);
+        assert_eq!(b.tool_choice, Some(ToolChoice::Tool { name: "f".into() }));
+        assert_eq!(b.extra["seed"], 7);
+        assert!(!b.extra.contains_key("model"));
+    }
+
+    #[test]
+    fn refuses_what_openai_refuses_with_its_param() {
+        for (body, param, needle) in [
+            (
+                json!({"messages": [{"role": "user", "content": "x"}]}),
+                Some("model"),
+                "Missing required parameter",
+            ),
+            (
+                json!({"model": "m"}),
+                Some("messages"),
+                "Missing required parameter: 'messages'",
+            ),
+            (
+                json!({"model": "m", "messages": []}),
+                Some("messages"),
+                "too short",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}),
+                Some("messages[0].role"),
+                "Invalid value",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": 5}]}),
+                Some("messages[0].content"),
+                "Invalid type",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3}),
+                Some("temperature"),
+                "between",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}),
+                Some("n"),
+                "exactly one",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+                Some("messages[0].tool_call_id"),
+                "Missing",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}),
+                Some("max_tokens"),
+                "non-negative",
+            ),
+        ] {
+            let err = parse(body.clone()).unwrap_err();
+            assert_eq!(err.status, 400, "{body}");
+            assert_eq!(err.param.as_deref(), param, "{body}");
+            assert!(err.message.contains(needle), "{body}: {err}");
+        }
+        let err = parse_request(b"{not json").unwrap_err();
+        assert!(
+            err.message.contains("could not parse the JSON body"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_stream_has_openais_order_whatever_the_upstreams_was() {
+        let mut e = StreamEncoder::new("id", "m", 1, true);
+        let mut out = Vec::new();
+        e.start(&mut out);
+        e.event(&ChatEvent::text("Hi"), &mut out);
+        e.event(&ChatEvent::Usage(Usage::new(3, 1)), &mut out);
+        e.event(&ChatEvent::Finish(FinishReason::Length), &mut out);
+        e.end(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        let chunks: Vec<&str> = text.split("\n\n").filter(|s| !s.is_empty()).collect();
+        assert_eq!(chunks.len(), 5);
+        let finish: Value = serde_json::from_str(chunks[2].trim_start_matches("data: ")).unwrap();
+        assert_eq!(finish["choices"][0]["finish_reason"], "length");
+        let usage: Value = serde_json::from_str(chunks[3].trim_start_matches("data: ")).unwrap();
+        assert_eq!(usage["usage"]["completion_tokens"], 1);
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(chunks[4], "data: [DONE]");
+    }
+
+    #[test]
+    fn errors_carry_openais_type_and_code() {
+        let (status, body) = error_for(&Error::ModelNotFound {
+            model: "gpt-9".into(),
+        });
+        assert_eq!(status, 404);
+        assert_eq!(body["error"]["code"], "model_not_found");
+        let (status, body) = error_for(&Error::BudgetExceeded {
+            scope: "global".into(),
+            retry_after: None,
+        });
+        assert_eq!(status, 429);
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    }
+}
