@@ -103,7 +103,13 @@ impl ResponseCache {
     }
 
     /// Stores a complete answer to `body`.
-    pub fn insert(&self, body: &ChatBody, provider: ProviderId, model: String, events: Vec<ChatEvent>) {
+    pub fn insert(
+        &self,
+        body: &ChatBody,
+        provider: ProviderId,
+        model: String,
+        events: Vec<ChatEvent>,
+    ) {
         let key: Arc<str> = Self::key(body).into();
         let now = Instant::now();
         let mut entries = self.lock();

@@ -1,9 +1,9 @@
 //! [`Estimator`]: token counts, expected output and prices → [`CostEstimate`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use switchboard_core::{ChatBody, CostEstimate, Price, PriceTable, Scene};
 
@@ -107,8 +107,13 @@ impl Estimator {
             .filter(|(base, _)| is_snapshot_of(model, base))
             .max_by_key(|(base, _)| base.len())
             .map(|(base, _)| base);
-        base.and_then(|b| self.max_output.get(b).copied().or_else(|| shipped_max_output(b)))
-            .unwrap_or(self.default_max_output)
+        base.and_then(|b| {
+            self.max_output
+                .get(b)
+                .copied()
+                .or_else(|| shipped_max_output(b))
+        })
+        .unwrap_or(self.default_max_output)
     }
 
     /// Input tokens of `body`: `(estimate, bound)`.
@@ -157,7 +162,14 @@ impl Estimator {
             .or(body.max_tokens.map(u64::from))
             .unwrap_or(self.default_expected_output)
             .min(max_output);
-        CostEstimate::new(model, price, input, input_bound, expected_output, max_output)
+        CostEstimate::new(
+            model,
+            price,
+            input,
+            input_bound,
+            expected_output,
+            max_output,
+        )
     }
 }
 
@@ -280,7 +292,11 @@ impl OutputHistogram {
 
     /// The bucket bound at or above which `percentile` % of observations lie below.
     pub(crate) fn percentile(&self, percentile: u32) -> u64 {
-        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let counts: Vec<u64> = self
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
         let total: u64 = counts.iter().sum();
         let rank = (total * u64::from(percentile)).div_ceil(100).max(1);
         let mut seen = 0;

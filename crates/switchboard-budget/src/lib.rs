@@ -22,12 +22,12 @@ pub use budget::{Budget, BudgetLayer, BudgetLayerBuilder, ResponseFuture, Settle
 pub use cache::ResponseCache;
 pub use estimate::{Estimate, EstimateFuture, EstimateLayer, ObservedEvents};
 pub use estimator::{Estimator, EstimatorBuilder};
+#[cfg(feature = "redis")]
+pub use ledger::RedisLedger;
 pub use ledger::{
     Account, Books, Caps, Hold, Ledger, MemoryLedger, MemoryLedgerBuilder, Refusal, Scope,
     ScopeSpend,
 };
-#[cfg(feature = "redis")]
-pub use ledger::RedisLedger;
 pub use policy::{
     BlockAction, CACHED_ANSWER, CHEAPER_MODEL, CONTEXT_TRIMMED, CapAction, Degrade,
     MAX_TOKENS_CAPPED, RequestCap, TEMPERATURE_LOWERED, Thresholds,

@@ -133,11 +133,19 @@ impl Degrade {
     }
 
     /// Switches to the cheaper model, if one is configured. Returns whether it did.
-    pub(crate) fn apply_model(&self, body: &mut ChatBody, degraded: &mut Degraded, why: &str) -> bool {
+    pub(crate) fn apply_model(
+        &self,
+        body: &mut ChatBody,
+        degraded: &mut Degraded,
+        why: &str,
+    ) -> bool {
         let Some(cheaper) = self.cheaper.get(&body.model) else {
             return false;
         };
-        degraded.push(CHEAPER_MODEL, format!("model {} → {cheaper}: {why}", body.model));
+        degraded.push(
+            CHEAPER_MODEL,
+            format!("model {} → {cheaper}: {why}", body.model),
+        );
         body.model = cheaper.clone();
         true
     }
@@ -153,7 +161,10 @@ impl Degrade {
                 let old = body
                     .temperature
                     .map_or_else(|| "default".to_owned(), |t| t.to_string());
-                degraded.push(TEMPERATURE_LOWERED, format!("temperature {old} → {cap}: {why}"));
+                degraded.push(
+                    TEMPERATURE_LOWERED,
+                    format!("temperature {old} → {cap}: {why}"),
+                );
                 body.temperature = Some(cap);
             }
         }
@@ -169,7 +180,10 @@ pub(crate) fn cap_max_tokens(body: &mut ChatBody, cap: u32, degraded: &mut Degra
         let old = body
             .max_tokens
             .map_or_else(|| "unset".to_owned(), |m| m.to_string());
-        degraded.push(MAX_TOKENS_CAPPED, format!("max_tokens {old} → {cap}: {why}"));
+        degraded.push(
+            MAX_TOKENS_CAPPED,
+            format!("max_tokens {old} → {cap}: {why}"),
+        );
         body.max_tokens = Some(cap);
     }
 }
@@ -191,7 +205,8 @@ pub(crate) fn trim_context(body: &mut ChatBody, budget: u64, degraded: &mut Degr
         body.messages.remove(i);
         dropped += 1;
         // A tool result whose assistant call is gone is invalid on both APIs.
-        while body.messages.len() > 1 && body.messages.get(i).is_some_and(|m| m.role == Role::Tool) {
+        while body.messages.len() > 1 && body.messages.get(i).is_some_and(|m| m.role == Role::Tool)
+        {
             body.messages.remove(i);
             dropped += 1;
         }

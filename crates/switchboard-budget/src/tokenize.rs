@@ -24,7 +24,7 @@
 //! commits the *reported* usage at the end of each call, so an estimate error only shifts
 //! when the budget frees up, never what is charged.
 
-use switchboard_core::{ChatBody, ContentPart, Content, Message, Role};
+use switchboard_core::{ChatBody, Content, ContentPart, Message, Role};
 
 /// How a model's input tokens are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,7 +56,10 @@ impl TokenCounting {
             || m.starts_with("o4")
         {
             TokenCounting::O200k
-        } else if m.starts_with("gpt-4") || m.starts_with("gpt-3.5") || m.starts_with("text-embedding") {
+        } else if m.starts_with("gpt-4")
+            || m.starts_with("gpt-3.5")
+            || m.starts_with("text-embedding")
+        {
             TokenCounting::Cl100k
         } else {
             TokenCounting::Bytes

@@ -10,7 +10,10 @@ use switchboard_core::{
 
 use crate::budget::settle::Settlement;
 use crate::policy::{CACHED_ANSWER, TierPolicy, cap_max_tokens};
-use crate::{Account, BlockAction, CapAction, Degrade, Estimator, Hold, Ledger, Refusal, RequestCap, ResponseCache};
+use crate::{
+    Account, BlockAction, CapAction, Degrade, Estimator, Hold, Ledger, Refusal, RequestCap,
+    ResponseCache,
+};
 
 /// Everything the layer was configured with.
 #[derive(Debug)]
@@ -77,7 +80,8 @@ impl Policy {
                 match cap.action {
                     CapAction::Reject => return Err(per_request_error()),
                     CapAction::RouteCheaper => {
-                        self.degrade.apply_model(request.body_mut(), &mut degraded, &why);
+                        self.degrade
+                            .apply_model(request.body_mut(), &mut degraded, &why);
                     }
                     CapAction::Degrade => {
                         self.degrade.apply(request.body_mut(), &mut degraded, &why);
@@ -85,7 +89,8 @@ impl Policy {
                 }
                 estimate = self.estimate(request, scene.as_ref());
                 if estimate.upper_bound > cap.limit {
-                    let fit = max_output_within(&estimate, cap.limit).ok_or_else(per_request_error)?;
+                    let fit =
+                        max_output_within(&estimate, cap.limit).ok_or_else(per_request_error)?;
                     cap_max_tokens(request.body_mut(), fit, &mut degraded, &why);
                     estimate = self.estimate(request, scene.as_ref());
                     if estimate.upper_bound > cap.limit {
@@ -128,10 +133,16 @@ impl Policy {
         match level {
             SpendLevel::Block => {
                 let retry_after: Option<Duration> = Some(hold.resets_in());
-                let scope = status.as_ref().map_or_else(String::new, |s| s.scope.clone());
+                let scope = status
+                    .as_ref()
+                    .map_or_else(String::new, |s| s.scope.clone());
                 ledger.settle(hold, Cost::ZERO);
                 tracing::warn!(%scope, "budget block threshold: request blocked");
-                return self.block(tier.on_block, &request, Error::BudgetExceeded { scope, retry_after });
+                return self.block(
+                    tier.on_block,
+                    &request,
+                    Error::BudgetExceeded { scope, retry_after },
+                );
             }
             SpendLevel::Degrade if !tier.degrade_exempt => {
                 let why = status.as_ref().map_or_else(String::new, |s| {
@@ -179,11 +190,23 @@ impl Policy {
         Verdict::Send(request, settlement, status, degraded)
     }
 
-    fn block<L: Ledger>(&self, action: BlockAction, request: &ChatRequest, error: Error) -> Verdict<L> {
+    fn block<L: Ledger>(
+        &self,
+        action: BlockAction,
+        request: &ChatRequest,
+        error: Error,
+    ) -> Verdict<L> {
         if action == BlockAction::Cache {
             if let Some(mut answer) = self.cache.as_ref().and_then(|c| c.get(request.body())) {
-                let mut degraded = request.extensions().get::<Degraded>().cloned().unwrap_or_default();
-                degraded.push(CACHED_ANSWER, format!("answered from the response cache: {error}"));
+                let mut degraded = request
+                    .extensions()
+                    .get::<Degraded>()
+                    .cloned()
+                    .unwrap_or_default();
+                degraded.push(
+                    CACHED_ANSWER,
+                    format!("answered from the response cache: {error}"),
+                );
                 answer.extensions_mut().insert(degraded);
                 return Verdict::Answer(Ok(answer));
             }
@@ -200,17 +223,25 @@ fn max_output_within(estimate: &CostEstimate, limit: Cost) -> Option<u32> {
     let tokens = if per_million == 0 {
         u64::from(u32::MAX)
     } else {
-        (u128::from(room.as_nanos()) * 1_000_000 / u128::from(per_million)).min(u128::from(u32::MAX)) as u64
+        (u128::from(room.as_nanos()) * 1_000_000 / u128::from(per_million))
+            .min(u128::from(u32::MAX)) as u64
     };
     (tokens > 0).then_some(tokens as u32)
 }
 
 /// The level of the most loaded scope, judged on its spend before this request plus the
 /// request's *expected* cost.
-fn judge(hold: &Hold, estimate: &CostEstimate, tier: &TierPolicy) -> (SpendLevel, Option<BudgetStatus>) {
+fn judge(
+    hold: &Hold,
+    estimate: &CostEstimate,
+    tier: &TierPolicy,
+) -> (SpendLevel, Option<BudgetStatus>) {
     let mut worst: Option<(SpendLevel, u128, BudgetStatus)> = None;
     for s in hold.scopes() {
-        let spent = s.spent.saturating_sub(hold.amount()).saturating_add(estimate.expected);
+        let spent = s
+            .spent
+            .saturating_sub(hold.amount())
+            .saturating_add(estimate.expected);
         let bp = if s.cap.is_zero() {
             u128::MAX
         } else {
@@ -227,7 +258,10 @@ fn judge(hold: &Hold, estimate: &CostEstimate, tier: &TierPolicy) -> (SpendLevel
         } else {
             SpendLevel::Normal
         };
-        if worst.as_ref().is_none_or(|(l, b, _)| (level, bp) > (*l, *b)) {
+        if worst
+            .as_ref()
+            .is_none_or(|(l, b, _)| (level, bp) > (*l, *b))
+        {
             worst = Some((
                 level,
                 bp,

@@ -9,7 +9,7 @@ use tower::Service;
 
 use crate::Ledger;
 use crate::budget::admit::{Policy, Prepared, Verdict};
-use crate::budget::settle::{Settlement, SettledEvents};
+use crate::budget::settle::{SettledEvents, Settlement};
 
 pin_project! {
     /// The future of [`Budget`](crate::Budget): the reservation, then the inner call;
@@ -104,8 +104,9 @@ where
             match this.state.as_mut().project() {
                 StateProj::Reserving { reserve, pending } => {
                     let reserved = ready!(reserve.poll(cx));
-                    let (mut inner, request, prepared) =
-                        pending.take().expect("polled after the reservation resolved");
+                    let (mut inner, request, prepared) = pending
+                        .take()
+                        .expect("polled after the reservation resolved");
                     let (Some(ledger), Some(policy)) = (this.ledger.as_ref(), this.policy.as_ref())
                     else {
                         unreachable!("a reserving future has a ledger and a policy");
@@ -143,7 +144,11 @@ where
                                 .policy
                                 .as_ref()
                                 .and_then(|p| p.estimator.known_price(response.model()));
-                            settlement.answered_by(response.provider().clone(), response.model(), price);
+                            settlement.answered_by(
+                                response.provider().clone(),
+                                response.model(),
+                                price,
+                            );
                             let ext = response.extensions_mut();
                             if !degraded.is_empty() {
                                 // Ours first: they happened before anything inner did.
@@ -160,7 +165,10 @@ where
                             if let Some(status) = status.take() {
                                 ext.insert(status);
                             }
-                            Ok(response.map_events(|events| SettledEvents::new(events, settlement)))
+                            Ok(
+                                response
+                                    .map_events(|events| SettledEvents::new(events, settlement)),
+                            )
                         }
                         Err(error) => {
                             settlement.refund();

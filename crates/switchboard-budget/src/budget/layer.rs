@@ -5,8 +5,8 @@ use tower::Layer;
 
 use crate::budget::admit::Policy;
 use crate::budget::service::Budget;
-use crate::{BlockAction, Degrade, Estimator, Ledger, RequestCap, ResponseCache, Thresholds};
 use crate::policy::TierPolicy;
+use crate::{BlockAction, Degrade, Estimator, Ledger, RequestCap, ResponseCache, Thresholds};
 
 /// Gates spend: reserves each request's cost upper bound in a [`Ledger`], applies the
 /// tier's warn / degrade / block thresholds, and settles the real cost when the answer's

@@ -61,8 +61,17 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         match self.policy.prepare(&mut request) {
             Ok(prepared) => {
-                let reserve = self.ledger.reserve(&prepared.account, prepared.estimate.upper_bound);
-                ResponseFuture::reserving(reserve, inner, request, prepared, self.ledger.clone(), self.policy.clone())
+                let reserve = self
+                    .ledger
+                    .reserve(&prepared.account, prepared.estimate.upper_bound);
+                ResponseFuture::reserving(
+                    reserve,
+                    inner,
+                    request,
+                    prepared,
+                    self.ledger.clone(),
+                    self.policy.clone(),
+                )
             }
             Err(error) => ResponseFuture::done(Err(error)),
         }

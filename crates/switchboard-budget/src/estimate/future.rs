@@ -79,11 +79,14 @@ impl Stream for ObservedEvents {
         let this = self.project();
         let item = ready!(this.events.poll_next(cx));
         match &item {
-            Some(Ok(ChatEvent::Usage(u))) => this.usage.get_or_insert_with(Usage::default).merge_max(*u),
+            Some(Ok(ChatEvent::Usage(u))) => {
+                this.usage.get_or_insert_with(Usage::default).merge_max(*u)
+            }
             Some(Err(_)) => *this.usage = None, // a broken answer teaches nothing
             None => {
                 if let Some(usage) = this.usage.take() {
-                    this.estimator.observe_output(this.scene, usage.output_tokens);
+                    this.estimator
+                        .observe_output(this.scene, usage.output_tokens);
                 }
             }
             Some(Ok(_)) => {}

@@ -104,7 +104,10 @@ bucket!(std::sync::atomic);
 
 #[cfg(all(test, feature = "loom"))]
 mod loom_model {
-    #![allow(dead_code, reason = "the model checks exercise reserve and release only")]
+    #![allow(
+        dead_code,
+        reason = "the model checks exercise reserve and release only"
+    )]
 
     use super::{MAX_SPEND, pack, unpack};
     use loom::sync::Arc;
@@ -124,7 +127,11 @@ mod loom_model {
                     thread::spawn(move || b.try_reserve(0, 60, 100).is_ok())
                 })
                 .collect();
-            let wins = handles.into_iter().map(|h| h.join().unwrap()).filter(|w| *w).count();
+            let wins = handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|w| *w)
+                .count();
             assert_eq!(wins, 1, "exactly one of two 60s fits a cap of 100");
             assert_eq!(bucket.spent(0), 60);
         });
@@ -180,9 +187,17 @@ mod tests {
     fn a_new_window_starts_empty_and_old_releases_are_ignored() {
         let b = Bucket::new();
         assert_eq!(b.try_reserve(1, 100, 100), Ok(100));
-        assert_eq!(b.try_reserve(2, 100, 100), Ok(100), "window 2 starts at zero");
+        assert_eq!(
+            b.try_reserve(2, 100, 100),
+            Ok(100),
+            "window 2 starts at zero"
+        );
         b.release(1, 100);
-        assert_eq!(b.spent(2), 100, "a release for window 1 does not touch window 2");
+        assert_eq!(
+            b.spent(2),
+            100,
+            "a release for window 1 does not touch window 2"
+        );
         b.release(2, 30);
         assert_eq!(b.spent(2), 70);
         b.add(2, 50);

@@ -173,6 +173,7 @@ impl MemoryLedger {
                         spent: Cost::from_nanos(spent),
                         cap,
                         retry_after: fits_alone.then_some(resets_in),
+                        unavailable: false,
                     });
                 }
             }

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use switchboard_core::{Cost, Error, TenantId, Tier};
 
-pub use memory::{Books, MemoryLedger, MemoryLedgerBuilder};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisLedger;
+pub use memory::{Books, MemoryLedger, MemoryLedgerBuilder};
 
 /// What a budget is kept for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -159,13 +159,33 @@ pub struct Refusal {
     pub cap: Cost,
     /// When the window resets; `None` if the amount exceeds the cap on its own.
     pub retry_after: Option<Duration>,
+    /// The ledger could not be reached and refused to be safe (fail closed); `scope`,
+    /// `spent` and `cap` are then meaningless.
+    pub unavailable: bool,
 }
 
 impl Refusal {
-    /// The `BudgetExceeded` error (429, `budget_exceeded`) for this refusal.
+    /// The refusal of a ledger that cannot be reached: retry in a second.
+    pub fn unavailable() -> Self {
+        Self {
+            scope: Scope::Global,
+            spent: Cost::ZERO,
+            cap: Cost::ZERO,
+            retry_after: Some(Duration::from_secs(1)),
+            unavailable: true,
+        }
+    }
+
+    /// The `BudgetExceeded` error (429, `budget_exceeded`) for this refusal; its scope is
+    /// `ledger_unavailable` when the ledger could not be reached.
     pub fn into_error(self) -> Error {
+        let scope = if self.unavailable {
+            "ledger_unavailable".to_owned()
+        } else {
+            self.scope.to_string()
+        };
         Error::BudgetExceeded {
-            scope: self.scope.to_string(),
+            scope,
             retry_after: self.retry_after,
         }
     }
