@@ -58,6 +58,7 @@
 
 mod attempts;
 mod deadline;
+mod decision;
 mod disposition;
 mod error;
 mod estimate;
@@ -76,6 +77,7 @@ mod usage;
 
 pub use attempts::{Attempt, AttemptKind, AttemptOutcome, Attempts, WinReason};
 pub use deadline::Deadline;
+pub use decision::{RolloutArm, RouteDecision, RouteReason, SkippedProvider};
 pub use disposition::{Degradation, Degraded, Disposition, Status};
 pub use error::{Error, TimeoutPhase};
 pub use estimate::CostEstimate;
