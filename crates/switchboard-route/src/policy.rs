@@ -54,10 +54,7 @@ impl TierPolicy {
         pool: impl Into<String>,
         providers: impl IntoIterator<Item = ProviderId>,
     ) -> Self {
-        Self::new()
-            .providers(providers)
-            .pin(pool)
-            .rank_by_latency(false)
+        Self::new().providers(providers).pin(pool)
     }
 
     /// Sets the pool's providers, in order of preference.
