@@ -1,0 +1,206 @@
+//! `switchboard`: the gateway binary.
+//!
+//! ```text
+//! switchboard serve --demo                 # simulated providers, no keys, no network
+//! switchboard serve --config switchboard.toml [--listen 0.0.0.0:8080]
+//! switchboard check-config --config switchboard.toml
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use switchboard::{Config, Switchboard};
+use switchboard_core::TenantId;
+use switchboard_gateway::{Gateway, GatewayKeys};
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "One control plane for several LLM providers."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The config file.
+        #[arg(long, conflicts_with = "demo", required_unless_present = "demo")]
+        config: Option<PathBuf>,
+        /// Run on the embedded demo config: simulated providers, no keys, no network.
+        #[arg(long)]
+        demo: bool,
+        /// Listen here instead of the config's `server.listen` (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a config file (and build its stack) without serving.
+    CheckConfig {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve {
+                config,
+                demo,
+                listen,
+            } => {
+                let config = if demo {
+                    Config::from_toml(switchboard::DEMO_CONFIG)
+                        .map_err(|e| format!("demo config: {e}"))?
+                } else {
+                    load(config.as_deref().unwrap_or(Path::new("switchboard.toml")))?
+                };
+                serve(config, listen, demo).await
+            }
+            Command::CheckConfig { config } => {
+                let path = config.display().to_string();
+                let config = load(&config)?;
+                let built = Switchboard::build(&config).map_err(|e| format!("{path}: {e}"))?;
+                println!(
+                    "{path}: ok ({} providers, {} model names)",
+                    built.providers().len(),
+                    built.models().len()
+                );
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result<(), String> {
+    let switchboard = Switchboard::build(&config).map_err(|e| e.to_string())?;
+    let keys = GatewayKeys::new(
+        config
+            .server
+            .keys
+            .iter()
+            .map(|(key, k)| (key.clone(), k.tenant.clone()))
+            .collect::<std::collections::BTreeMap<String, TenantId>>(),
+    );
+    let open = keys.is_open();
+    let status = switchboard.clone();
+    let ready = switchboard.clone();
+    let app = Gateway::new(switchboard.service())
+        .keys(keys)
+        .body_limit(config.server.body_limit_bytes)
+        .models(switchboard.models().iter().cloned())
+        .status(move || status.status())
+        .ready(move || ready.ready())
+        .router();
+
+    let addr = listen.unwrap_or(config.server.listen);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let url = format!("http://{addr}");
+    println!(
+        "switchboard listening on {url}{}",
+        if demo {
+            " (demo: simulated providers)"
+        } else {
+            ""
+        }
+    );
+    let auth = if open {
+        ""
+    } else {
+        " -H 'authorization: Bearer YOUR_GATEWAY_KEY'"
+    };
+    println!(
+        "try:\n  curl -s {url}/v1/chat/completions -H 'content-type: application/json'{auth} \\\n    -d '{{\"model\": \"gpt-4o-mini\", \"messages\": [{{\"role\": \"user\", \"content\": \"Say this is a test\"}}]}}'"
+    );
+
+    let drain = Duration::from_millis(config.server.drain_ms);
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!(
+            drain_ms = drain.as_millis() as u64,
+            "shutting down: draining in-flight requests"
+        );
+        let _ = signalled_tx.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let server = std::pin::pin!(server.into_future());
+    // After the signal, in-flight streams get `drain` to finish; then we stop anyway.
+    let deadline = async move {
+        if signalled_rx.await.is_ok() {
+            tokio::time::sleep(drain).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result.map_err(|e| format!("server error: {e}")),
+        () = deadline => {
+            tracing::warn!("drain deadline passed; closing the remaining connections");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,359 @@
+//! Assembling the standard stack from a [`Config`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::Either;
+
+use switchboard_breaker::BreakerLayer;
+use switchboard_budget::{
+    BudgetLayer, CapAction, Caps, Degrade, EstimateLayer, Estimator, MemoryLedger, RequestCap,
+    Thresholds,
+};
+use switchboard_core::{
+    BoxProvider, ChatRequest, Error, HealthBoard, PriceTable, ProviderId, Tier, boxed,
+};
+use switchboard_hedge::HedgeLayer;
+use switchboard_providers::{Anthropic, HttpClient, OpenAi};
+use switchboard_route::{Dispatch, RouteLayer};
+use switchboard_sim::SimProvider;
+use switchboard_tier::{KeyPolicy, TierLayer};
+use switchboard_timeout::{Scope, TimeoutLayer};
+use tower::{ServiceBuilder, ServiceExt};
+
+use crate::config::{BudgetConfig, Config, ConfigError, ProviderConfig};
+
+/// The standard stack, built from one [`Config`], and the handles an operator needs.
+///
+/// Outermost first: admission (`TierLayer`) → cost estimate (`EstimateLayer`) → budget gate
+/// (`BudgetLayer`) → routing (`RouteLayer`) → call deadlines (`TimeoutLayer`, total and
+/// idle) → hedging (`HedgeLayer`) → `Dispatch` → per provider: circuit breaker →
+/// per-attempt first-token deadline → adapter.
+///
+/// ```
+/// use switchboard::{Config, Switchboard};
+/// use switchboard_core::{ChatBody, ChatRequest, Message};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let config = Config::from_toml(switchboard::DEMO_CONFIG).unwrap();
+/// let switchboard = Switchboard::build(&config).unwrap();
+/// let request = ChatRequest::new(ChatBody::new("gpt-4o-mini", vec![Message::user("Hello")]));
+/// let answer = switchboard.service().oneshot(request).await.unwrap().collect().await.unwrap();
+/// assert!(!answer.text.is_empty());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Switchboard {
+    service: BoxProvider,
+    board: HealthBoard,
+    ledger: Option<MemoryLedger>,
+    models: Vec<String>,
+    providers: Vec<ProviderId>,
+}
+
+impl fmt::Debug for Switchboard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Switchboard")
+            .field("providers", &self.providers)
+            .field("models", &self.models)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Switchboard {
+    /// Builds the stack. Real providers' keys are read here (config, then environment).
+    pub fn build(config: &Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let board = HealthBoard::new();
+        let client = lazy_client(config)?;
+
+        let mut dispatch = Dispatch::new();
+        for (id, provider) in &config.providers {
+            let adapter: BoxProvider = match provider {
+                ProviderConfig::Sim(sim) => boxed(SimProvider::new(id.clone(), (**sim).clone())),
+                ProviderConfig::Openai(c) => {
+                    let client = client.clone().ok_or_else(no_client)?;
+                    boxed(OpenAi::new(id.clone(), c.clone(), client).map_err(|e| {
+                        ConfigError::new(
+                            format!("providers.{id}"),
+                            e.to_string(),
+                            "fix the provider's settings",
+                        )
+                    })?)
+                }
+                ProviderConfig::Anthropic(c) => {
+                    let client = client.clone().ok_or_else(no_client)?;
+                    boxed(Anthropic::new(id.clone(), c.clone(), client).map_err(|e| {
+                        ConfigError::new(
+                            format!("providers.{id}"),
+                            e.to_string(),
+                            "fix the provider's settings",
+                        )
+                    })?)
+                }
+            };
+            let stack = ServiceBuilder::new()
+                .layer(
+                    BreakerLayer::new(id.clone())
+                        .config(config.breaker.clone())
+                        .board(board.clone()),
+                )
+                .layer(
+                    TimeoutLayer::new(config.timeouts)
+                        .scope(Scope::Attempt)
+                        .provider(id.clone()),
+                )
+                .service(adapter);
+            dispatch = dispatch.boxed_provider(id.clone(), boxed(stack));
+        }
+
+        let estimator = Arc::new(estimator(config));
+        let prices = prices(config, &estimator);
+        let core = ServiceBuilder::new()
+            .layer(
+                RouteLayer::new(config.routing.clone())
+                    .board(board.clone())
+                    .prices(prices),
+            )
+            .layer(TimeoutLayer::new(config.timeouts).scope(Scope::Call))
+            .layer(HedgeLayer::new(config.hedge.clone()).board(board.clone()))
+            .service(dispatch);
+
+        let admission = tier_layer(config);
+        let (service, ledger) = match &config.budget {
+            Some(budget) => {
+                let ledger = MemoryLedger::new(caps(budget));
+                let gate = budget_layer(budget, ledger.clone(), estimator.clone());
+                let service = ServiceBuilder::new()
+                    .layer(admission)
+                    .layer(EstimateLayer::new(estimator))
+                    .layer(gate)
+                    .service(core);
+                (boxed(service), Some(ledger))
+            }
+            None => {
+                let service = ServiceBuilder::new()
+                    .layer(admission)
+                    .layer(EstimateLayer::new(estimator))
+                    .service(core);
+                (boxed(service), None)
+            }
+        };
+
+        let mut models: Vec<String> = config.routing.models.keys().cloned().collect();
+        for per_provider in config.routing.models.values() {
+            models.extend(per_provider.values().cloned());
+        }
+        models.sort();
+        models.dedup();
+        let service = known_models_only(service, models.iter().cloned().collect());
+        Ok(Self {
+            service,
+            board,
+            ledger,
+            models,
+            providers: config.providers.keys().cloned().collect(),
+        })
+    }
+
+    /// The whole stack as one provider service (cheap to clone).
+    pub fn service(&self) -> BoxProvider {
+        self.service.clone()
+    }
+
+    /// The shared health board (breaker state and latency per provider).
+    pub fn board(&self) -> &HealthBoard {
+        &self.board
+    }
+
+    /// The budget ledger, when a budget is configured.
+    pub fn ledger(&self) -> Option<&MemoryLedger> {
+        self.ledger.as_ref()
+    }
+
+    /// Every model name a request may use: logical and concrete.
+    pub fn models(&self) -> &[String] {
+        &self.models
+    }
+
+    /// The configured providers.
+    pub fn providers(&self) -> &[ProviderId] {
+        &self.providers
+    }
+
+    /// Whether at least one provider's breaker admits traffic.
+    pub fn ready(&self) -> bool {
+        self.providers
+            .iter()
+            .any(|p| !self.board.provider(p).snapshot().state.is_open())
+    }
+
+    /// A JSON view of the health board and the budget window.
+    pub fn status(&self) -> serde_json::Value {
+        let providers: serde_json::Map<String, serde_json::Value> = self
+            .providers
+            .iter()
+            .map(|p| {
+                let snapshot = self.board.provider(p).snapshot();
+                (
+                    p.to_string(),
+                    serde_json::to_value(&snapshot).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let budget = self.ledger.as_ref().map(|l| {
+            let (window, resets_in) = l.now();
+            let books = l.books();
+            serde_json::json!({
+                "window": window,
+                "resets_in_ms": resets_in.as_millis() as u64,
+                "global_spent": l.spent(&switchboard_budget::Scope::Global).to_string(),
+                "outstanding": books.outstanding.to_string(),
+                "committed": books.committed.to_string(),
+                "open_holds": books.open_holds,
+            })
+        });
+        serde_json::json!({"providers": providers, "budget": budget})
+    }
+}
+
+/// Refuses unknown models up front with `ModelNotFound` (a 404 at the edge), before
+/// admission, estimation or the budget spend any work on a request nobody can serve.
+fn known_models_only(inner: BoxProvider, models: HashSet<String>) -> BoxProvider {
+    let models = Arc::new(models);
+    boxed(tower::service_fn(move |request: ChatRequest| {
+        if models.contains(&request.body().model) {
+            Either::Left(inner.clone().oneshot(request))
+        } else {
+            let model = request.body().model.clone();
+            Either::Right(std::future::ready(Err(Error::ModelNotFound { model })))
+        }
+    }))
+}
+
+fn no_client() -> ConfigError {
+    ConfigError::new(
+        "client",
+        "the HTTP client could not be created",
+        "check [client] tls_roots (\"native\" needs a readable system certificate store)",
+    )
+}
+
+/// One HTTP client for every real provider; none when all providers are simulated.
+fn lazy_client(config: &Config) -> Result<Option<HttpClient>, ConfigError> {
+    let needs = config
+        .providers
+        .values()
+        .any(|p| !matches!(p, ProviderConfig::Sim(_)));
+    if !needs {
+        return Ok(None);
+    }
+    HttpClient::with_config(&config.client)
+        .map(Some)
+        .map_err(|e| {
+            ConfigError::new(
+                "client.tls_roots",
+                e.to_string(),
+                "use tls_roots = \"webpki\"",
+            )
+        })
+}
+
+fn tier_layer(config: &Config) -> TierLayer {
+    let admission = &config.admission;
+    let mut builder = TierLayer::builder();
+    if admission.headers {
+        builder = builder.headers();
+    }
+    for (key, k) in &config.server.keys {
+        let mut policy = KeyPolicy::new(k.tenant.clone());
+        if let Some(tier) = k.tier {
+            policy = policy.tier(tier);
+        }
+        if let Some(ceiling) = k.allow_header_tier {
+            policy = policy.allow_header_tier(ceiling);
+        }
+        builder = builder.api_key(key.clone(), policy);
+    }
+    builder
+        .default_tier(admission.default_tier)
+        .default_scene(admission.default_scene.clone())
+        .build()
+}
+
+/// Logical models are priced as their first provider's concrete model.
+fn estimator(config: &Config) -> Estimator {
+    let mut builder = Estimator::builder();
+    for (logical, per_provider) in &config.routing.models {
+        let first = config
+            .routing
+            .providers
+            .iter()
+            .find_map(|p| per_provider.get(p))
+            .or_else(|| per_provider.values().next());
+        if let Some(concrete) = first {
+            builder = builder.alias(logical.clone(), concrete.clone());
+        }
+    }
+    builder.build()
+}
+
+/// The price of every concrete model the routing names, for cheapest-first routing.
+fn prices(config: &Config, estimator: &Estimator) -> PriceTable {
+    config
+        .routing
+        .models
+        .values()
+        .flat_map(|m| m.values())
+        .filter_map(|model| estimator.known_price(model).map(|p| (model.clone(), p)))
+        .collect()
+}
+
+fn caps(budget: &BudgetConfig) -> Caps {
+    let mut caps = Caps::new().global(budget.global_per_minute);
+    for (tier, cap) in &budget.tier_per_minute {
+        caps = caps.tier(*tier, *cap);
+    }
+    if let Some(cap) = budget.tenant_per_minute {
+        caps = caps.every_tenant(cap);
+    }
+    caps
+}
+
+fn budget_layer(
+    budget: &BudgetConfig,
+    ledger: MemoryLedger,
+    estimator: Arc<Estimator>,
+) -> BudgetLayer<MemoryLedger> {
+    let t = budget.thresholds;
+    let mut degrade = Degrade::new();
+    for (model, cheaper) in &budget.degrade.cheaper_model {
+        degrade = degrade.cheaper_model(model.clone(), cheaper.clone());
+    }
+    if let Some(cap) = budget.degrade.max_tokens {
+        degrade = degrade.max_tokens(cap);
+    }
+    if let Some(cap) = budget.degrade.temperature {
+        degrade = degrade.temperature(cap);
+    }
+    if let Some(tokens) = budget.degrade.context_tokens {
+        degrade = degrade.context_tokens(tokens);
+    }
+    let mut builder = BudgetLayer::builder(ledger)
+        .estimator(estimator)
+        .thresholds_all(Thresholds::percent(t.warn, t.degrade, t.block))
+        .degrade(degrade);
+    for tier in Tier::ALL {
+        builder = builder.exempt_from_degrade(tier, budget.exempt_from_degrade.contains(&tier));
+    }
+    if let Some(limit) = budget.per_request {
+        builder = builder.request_cap(RequestCap {
+            limit,
+            action: CapAction::Reject,
+        });
+    }
+    builder.build()
+}
