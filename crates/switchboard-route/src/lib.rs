@@ -125,5 +125,6 @@ pub use layer::RouteLayer;
 pub use policy::{LatencyRanking, RoutePolicy, TierPolicy};
 pub use rollout::{
     ArmStats, Breach, Guard, Rollout, RolloutConfig, RolloutHandle, RolloutPhase, RolloutStatus,
+    StageSummary,
 };
 pub use service::Router;

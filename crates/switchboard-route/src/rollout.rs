@@ -211,7 +211,12 @@ impl fmt::Display for Breach {
             Breach::FirstTokenP95 {
                 candidate,
                 baseline,
-            } => write!(f, "first-token p95 {candidate:?} vs baseline {baseline:?}"),
+            } => write!(
+                f,
+                "first-token p95 {} ms vs baseline {} ms",
+                candidate.as_millis(),
+                baseline.as_millis()
+            ),
             Breach::CostPerRequest {
                 candidate,
                 baseline,
@@ -254,6 +259,23 @@ pub struct ArmStats {
     pub quality: Option<f64>,
 }
 
+/// How a finished stage went.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageSummary {
+    /// The stage's candidate share, in percent.
+    pub percent: u8,
+    /// How long it lasted.
+    pub lasted: Duration,
+    /// Requests routed in it.
+    pub requests: u64,
+    /// Baseline figures at its end.
+    pub baseline: ArmStats,
+    /// Candidate figures at its end.
+    pub candidate: ArmStats,
+    /// `promoted` or `rolled_back`.
+    pub ended: &'static str,
+}
+
 /// A rollout's state, as the gateway exposes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RolloutStatus {
@@ -277,6 +299,8 @@ pub struct RolloutStatus {
     pub baseline: ArmStats,
     /// Candidate figures.
     pub candidate: ArmStats,
+    /// The stages that ended, in order.
+    pub history: Vec<StageSummary>,
 }
 
 /// A rollout of a candidate [`RoutePolicy`] (a new model behind a logical name, or a new
@@ -327,6 +351,7 @@ struct State {
     rollbacks: u64,
     breach: Option<Breach>,
     unkeyed: u64,
+    history: Vec<StageSummary>,
 }
 
 /// Which arm served a request, at which epoch (stage) of the rollout.
@@ -372,6 +397,7 @@ impl RolloutHandle {
                     rollbacks: 0,
                     breach: None,
                     unkeyed: 0,
+                    history: Vec::new(),
                 }),
             }),
         }
@@ -429,6 +455,7 @@ impl RolloutHandle {
             breach: state.breach.clone(),
             baseline: state.baseline.stats(&state.quality[0]),
             candidate: state.candidate.stats(&state.quality[1]),
+            history: state.history.clone(),
         }
     }
 
@@ -540,6 +567,7 @@ impl RolloutHandle {
             && state.candidate.outcomes >= guard.min_samples;
         if ready && state.stage + 1 < self.inner.stages.len() {
             let from = self.percent_of(state);
+            self.close_stage(state, "promoted");
             state.stage += 1;
             state.epoch += 1;
             state.promotions += 1;
@@ -561,8 +589,21 @@ impl RolloutHandle {
         }
     }
 
+    fn close_stage(&self, state: &mut State, ended: &'static str) {
+        let summary = StageSummary {
+            percent: self.percent_of(state),
+            lasted: state.stage_started.elapsed(),
+            requests: state.stage_requests,
+            baseline: state.baseline.stats(&state.quality[0]),
+            candidate: state.candidate.stats(&state.quality[1]),
+            ended,
+        };
+        state.history.push(summary);
+    }
+
     fn roll_back_locked(&self, state: &mut State, breach: Breach) {
         let from = self.percent_of(state);
+        self.close_stage(state, "rolled_back");
         state.phase = RolloutPhase::RolledBack;
         state.epoch += 1;
         state.rollbacks += 1;

@@ -126,6 +126,21 @@ async fn healthy_candidate_is_promoted_through_every_stage_to_one_hundred_percen
     let status = f.handle.status();
     assert_eq!(status.phase, RolloutPhase::Complete);
     assert_eq!((status.promotions, status.rollbacks), (3, 0));
+    let stages: Vec<(u8, &str)> = status
+        .history
+        .iter()
+        .map(|h| (h.percent, h.ended))
+        .collect();
+    assert_eq!(
+        stages,
+        [(1, "promoted"), (10, "promoted"), (50, "promoted")]
+    );
+    assert!(
+        status
+            .history
+            .iter()
+            .all(|h| h.requests >= 200 && h.candidate.outcomes >= 20)
+    );
     assert!(
         start.elapsed() >= Duration::from_secs(90),
         "three stages of ≥ 30 s"
