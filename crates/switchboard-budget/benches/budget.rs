@@ -129,10 +129,82 @@ fn ledger(c: &mut Criterion) {
     group.finish();
 }
 
+/// Reserve + settle on Redis, when `SWITCHBOARD_BENCH_REDIS_URL` names a server:
+/// one at a time (round-trip bound) and 32 in flight from one client.
+#[cfg(feature = "redis")]
+fn ledger_redis(c: &mut Criterion) {
+    use std::time::{Duration, Instant};
+    use switchboard_budget::RedisLedger;
+
+    let Ok(url) = std::env::var("SWITCHBOARD_BENCH_REDIS_URL") else {
+        eprintln!("ledger_redis skipped: set SWITCHBOARD_BENCH_REDIS_URL=redis://127.0.0.1:PORT");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let caps = Caps::new()
+        .global(Cost::from_usd(100_000).unwrap())
+        .every_tenant(Cost::from_usd(50_000).unwrap());
+    let ledger = rt
+        .block_on(RedisLedger::connect(&url, caps))
+        .unwrap()
+        .prefix(format!("sbbench:{}", std::process::id()));
+    let amount = Cost::from_nanos(50_000);
+    let actual = Cost::from_nanos(20_000);
+    let mut group = c.benchmark_group("ledger_redis");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("reserve_settle_sequential", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    let hold = ledger.reserve(&account(i), amount).await.unwrap();
+                    ledger.settle(hold, actual);
+                }
+                ledger.settled().await;
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("reserve_settle_32_in_flight", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..32u64)
+                    .map(|t| {
+                        let ledger = ledger.clone();
+                        tokio::spawn(async move {
+                            let mut i = t;
+                            while i < iters {
+                                let hold = ledger.reserve(&account(i), amount).await.unwrap();
+                                ledger.settle(hold, actual);
+                                i += 32;
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                ledger.settled().await;
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+#[cfg(not(feature = "redis"))]
+fn ledger_redis(_: &mut Criterion) {}
+
 #[allow(missing_docs, unreachable_pub)]
 mod group {
-    use super::{estimator, ledger};
-    criterion::criterion_group!(benches, estimator, ledger);
+    use super::{estimator, ledger, ledger_redis};
+    criterion::criterion_group!(benches, estimator, ledger, ledger_redis);
 }
 
 criterion_main!(group::benches);

@@ -136,9 +136,20 @@ impl ResponseCache {
     }
 }
 
-struct Replay {
+/// Replays stored events.
+pub(crate) struct Replay {
     events: Arc<[ChatEvent]>,
     next: usize,
+}
+
+impl Replay {
+    /// No events: the stream of an answer that is not coming now.
+    pub(crate) fn empty() -> Self {
+        Self {
+            events: Arc::from(Vec::new()),
+            next: 0,
+        }
+    }
 }
 
 impl Stream for Replay {

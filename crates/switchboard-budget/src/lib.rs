@@ -99,6 +99,7 @@ mod budget;
 mod cache;
 mod estimate;
 mod estimator;
+mod jobs;
 mod ledger;
 mod policy;
 mod prices;
@@ -108,6 +109,7 @@ pub use budget::{Budget, BudgetLayer, BudgetLayerBuilder, ResponseFuture, Settle
 pub use cache::ResponseCache;
 pub use estimate::{Estimate, EstimateFuture, EstimateLayer, ObservedEvents};
 pub use estimator::{Estimator, EstimatorBuilder};
+pub use jobs::{Job, JobFuture, JobQueue, JobStatus, JobWorker, MemoryJobQueue, QueueError, Step};
 #[cfg(feature = "redis")]
 pub use ledger::RedisLedger;
 pub use ledger::{
@@ -115,7 +117,7 @@ pub use ledger::{
     ScopeSpend,
 };
 pub use policy::{
-    BlockAction, CACHED_ANSWER, CHEAPER_MODEL, CONTEXT_TRIMMED, CapAction, Degrade,
+    BlockAction, CACHED_ANSWER, CHEAPER_MODEL, CONTEXT_TRIMMED, CapAction, Degrade, ENQUEUED,
     MAX_TOKENS_CAPPED, RequestCap, TEMPERATURE_LOWERED, Thresholds,
 };
 pub use prices::shipped_prices;

@@ -47,6 +47,10 @@ pub enum BlockAction {
     /// Answer from the exact-match response cache when it holds this request (recorded
     /// as `budget_cached_answer`); reject otherwise.
     Cache,
+    /// Put the request on the job queue to run when budget allows: the response has an
+    /// empty stream, a [`JobTicket`](switchboard_core::JobTicket) and a `budget_enqueued`
+    /// degradation. Reject if the queue is unreachable or none is configured.
+    Enqueue,
 }
 
 /// What to do with a request whose cost upper bound is over the per-request cap.
@@ -100,6 +104,8 @@ pub const TEMPERATURE_LOWERED: &str = "budget_temperature_lowered";
 pub const CONTEXT_TRIMMED: &str = "budget_context_trimmed";
 /// Reason code: the answer came from the response cache instead of a provider.
 pub const CACHED_ANSWER: &str = "budget_cached_answer";
+/// Reason code: the request was queued as a job instead of answered now.
+pub const ENQUEUED: &str = "budget_enqueued";
 
 impl Degrade {
     /// No steps.

@@ -64,6 +64,7 @@ mod error;
 mod estimate;
 mod head;
 mod health;
+mod job;
 mod money;
 mod name;
 mod provider;
@@ -85,6 +86,7 @@ pub use head::RequestHead;
 pub use health::{
     BreakerState, Forced, HealthBoard, HealthSnapshot, InFlight, LatencySummary, ProviderHealth,
 };
+pub use job::JobTicket;
 pub use money::{Cost, InvalidCost, Price, PriceTable};
 pub use name::{InvalidName, ProviderId, Scene, TenantId};
 pub use provider::{BoxProvider, Provider, boxed};

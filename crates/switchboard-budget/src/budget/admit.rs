@@ -9,6 +9,7 @@ use switchboard_core::{
 };
 
 use crate::budget::settle::Settlement;
+use crate::jobs::{FromQueue, Job, JobFuture, JobQueue, QueueError};
 use crate::policy::{CACHED_ANSWER, TierPolicy, cap_max_tokens};
 use crate::{
     Account, BlockAction, CapAction, Degrade, Estimator, Hold, Ledger, Refusal, RequestCap,
@@ -23,6 +24,7 @@ pub(crate) struct Policy {
     pub(crate) degrade: Degrade,
     pub(crate) request_cap: Option<RequestCap>,
     pub(crate) cache: Option<ResponseCache>,
+    pub(crate) jobs: Option<Arc<dyn JobQueue>>,
 }
 
 /// A request ready to reserve for.
@@ -44,6 +46,14 @@ pub(crate) enum Verdict<L: Ledger> {
     Send(ChatRequest, Settlement<L>, Option<BudgetStatus>, Degraded),
     /// Answer without sending (blocked: an error or a cached answer).
     Answer(Result<ChatResponse, Error>),
+    /// Blocked and being queued as a job: the submission, the model, the error to
+    /// answer if the queue fails.
+    Enqueue(
+        JobFuture<Result<String, QueueError>>,
+        String,
+        Degraded,
+        Error,
+    ),
 }
 
 fn per_request_error() -> Error {
@@ -196,6 +206,18 @@ impl Policy {
         request: &ChatRequest,
         error: Error,
     ) -> Verdict<L> {
+        let from_queue = request.extensions().get::<FromQueue>().is_some();
+        if action == BlockAction::Enqueue && !from_queue {
+            if let Some(jobs) = &self.jobs {
+                let degraded = request
+                    .extensions()
+                    .get::<Degraded>()
+                    .cloned()
+                    .unwrap_or_default();
+                let submit = jobs.submit(Job::from_request(request));
+                return Verdict::Enqueue(submit, request.body().model.clone(), degraded, error);
+            }
+        }
         if action == BlockAction::Cache {
             if let Some(mut answer) = self.cache.as_ref().and_then(|c| c.get(request.body())) {
                 let mut degraded = request

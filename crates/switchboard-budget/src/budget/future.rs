@@ -4,12 +4,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use switchboard_core::{BudgetStatus, ChatRequest, ChatResponse, Degraded, Error};
+use switchboard_core::{
+    BudgetStatus, ChatRequest, ChatResponse, Degraded, Error, JobTicket, ProviderId,
+};
 use tower::Service;
 
 use crate::Ledger;
 use crate::budget::admit::{Policy, Prepared, Verdict};
 use crate::budget::settle::{SettledEvents, Settlement};
+use crate::cache::Replay;
+use crate::jobs::{JobFuture, QueueError};
+use crate::policy::ENQUEUED;
 
 pin_project! {
     /// The future of [`Budget`](crate::Budget): the reservation, then the inner call;
@@ -40,6 +45,10 @@ pin_project! {
             settlement: Option<Settlement<L>>,
             status: Option<BudgetStatus>,
             degraded: Degraded,
+        },
+        Enqueuing {
+            submit: JobFuture<Result<String, QueueError>>,
+            blocked: Option<(String, Degraded, Error)>,
         },
         Done {
             result: Option<Result<ChatResponse, Error>>,
@@ -128,6 +137,12 @@ where
                                 result: Some(result),
                             });
                         }
+                        Verdict::Enqueue(submit, model, degraded, error) => {
+                            this.state.set(State::Enqueuing {
+                                submit,
+                                blocked: Some((model, degraded, error)),
+                            });
+                        }
                     }
                 }
                 StateProj::Calling {
@@ -172,6 +187,28 @@ where
                         }
                         Err(error) => {
                             settlement.refund();
+                            Err(error)
+                        }
+                    });
+                }
+                StateProj::Enqueuing { submit, blocked } => {
+                    let submitted = ready!(submit.as_mut().poll(cx));
+                    let (model, mut degraded, error) =
+                        blocked.take().expect("polled after completion");
+                    return Poll::Ready(match submitted {
+                        Ok(id) => {
+                            degraded.push(ENQUEUED, format!("queued as {id}: {error}"));
+                            let mut response = ChatResponse::new(
+                                ProviderId::from_static("switchboard"),
+                                model,
+                                Replay::empty(),
+                            );
+                            response.extensions_mut().insert(JobTicket { id });
+                            response.extensions_mut().insert(degraded);
+                            Ok(response)
+                        }
+                        Err(queue_error) => {
+                            tracing::error!(%queue_error, "could not enqueue a blocked request: rejecting it");
                             Err(error)
                         }
                     });

@@ -6,7 +6,9 @@ use tower::Layer;
 use crate::budget::admit::Policy;
 use crate::budget::service::Budget;
 use crate::policy::TierPolicy;
-use crate::{BlockAction, Degrade, Estimator, Ledger, RequestCap, ResponseCache, Thresholds};
+use crate::{
+    BlockAction, Degrade, Estimator, JobQueue, Ledger, RequestCap, ResponseCache, Thresholds,
+};
 
 /// Gates spend: reserves each request's cost upper bound in a [`Ledger`], applies the
 /// tier's warn / degrade / block thresholds, and settles the real cost when the answer's
@@ -36,6 +38,7 @@ impl<L: Ledger> BudgetLayer<L> {
                 degrade: Degrade::default(),
                 request_cap: None,
                 cache: None,
+                jobs: None,
             },
         }
     }
@@ -111,6 +114,13 @@ impl<L: Ledger> BudgetLayerBuilder<L> {
     /// stored in it. Default: none.
     pub fn cache(mut self, cache: ResponseCache) -> Self {
         self.policy.cache = Some(cache);
+        self
+    }
+
+    /// The job queue [`BlockAction::Enqueue`] puts blocked requests on; drain it with a
+    /// [`JobWorker`](crate::JobWorker). Default: none.
+    pub fn jobs(mut self, queue: Arc<dyn JobQueue>) -> Self {
+        self.policy.jobs = Some(queue);
         self
     }
 
