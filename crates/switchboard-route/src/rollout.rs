@@ -63,6 +63,21 @@ impl Default for Guard {
 /// | `min_candidate_samples` | 50 candidate outcomes in a stage before it may be promoted |
 /// | `guard` | see [`Guard`] |
 /// | `session_header` | `x-session-id`: the sticky key, else the `TenantId` |
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard_route::RolloutConfig;
+///
+/// let config: RolloutConfig = serde_json::from_value(serde_json::json!({
+///     "stages": [5, 25, 100],
+///     "min_requests": 500,
+///     "min_duration_secs": 600,
+///     "guard": {"max_p95_ratio": 1.2, "max_error_rate_increase": 0.01}
+/// })).unwrap();
+/// assert_eq!(config.min_duration, Duration::from_secs(600));
+/// assert_eq!(config.guard.max_cost_ratio, 1.25); // unlisted knobs keep their defaults
+/// assert_eq!(config.session_header.as_deref(), Some("x-session-id"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RolloutConfig {

@@ -55,6 +55,11 @@ impl Selector {
         &self.policy
     }
 
+    /// Whether `model` names a logical or concrete model of this policy.
+    pub(crate) fn knows(&self, model: &str) -> bool {
+        self.policy.models.contains_key(model) || self.concrete.contains_key(model)
+    }
+
     /// The route for one request, and why.
     pub(crate) fn select(&self, input: &Inputs<'_>) -> Result<(Route, RouteDecision), Error> {
         let tier = input.tier.unwrap_or(self.policy.default_tier);

@@ -124,8 +124,12 @@ where
                     error = %error,
                     "no route"
                 );
+                // A model the baseline serves but the candidate does not is the
+                // candidate's failure, not the caller's.
+                let candidate_lost_model = matches!(error, Error::ModelNotFound { .. })
+                    && shared.baseline.knows(&request.body().model);
                 if let Some(o) = observer
-                    && counts_for_rollout(&error)
+                    && (counts_for_rollout(&error) || candidate_lost_model)
                 {
                     o.handle.observe(o.assignment, Outcome::Failed);
                 }

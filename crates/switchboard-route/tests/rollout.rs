@@ -364,3 +364,39 @@ async fn operator_rollback_sends_everything_to_the_baseline() {
     drive(&f, 10_000, 300, |_| false).await;
     assert_eq!(f.cand.stats().calls(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_policy_that_cannot_route_the_model_is_rolled_back() {
+    let base = SimProvider::new(OPENAI, healthy());
+    let upstream = ByModel::new([("m-base", base.clone())]);
+    // The candidate renamed the logical model: `chat` is unknown to it.
+    let rollout = Rollout::new(
+        RoutePolicy::new([OPENAI]).model("chat-next", [(OPENAI, "m-base")]),
+        config(),
+    );
+    let handle = rollout.handle();
+    let router = RouteLayer::new(RoutePolicy::new([OPENAI]).model("chat", [(OPENAI, "m-base")]))
+        .rollout(rollout)
+        .layer(Dispatch::new().provider(OPENAI, upstream));
+    let mut failures = 0;
+    for i in 0..20_000 {
+        if handle.phase() != RolloutPhase::Running {
+            break;
+        }
+        if let Err(e) = send(&router, session_request(&format!("s{i}"))).await {
+            assert_eq!(e.code(), "model_not_found");
+            failures += 1;
+        }
+    }
+    let status = handle.status();
+    assert_eq!(status.phase, RolloutPhase::RolledBack);
+    assert!(
+        matches!(status.breach, Some(Breach::ErrorRate { .. })),
+        "{:?}",
+        status.breach
+    );
+    assert_eq!(
+        failures, status.candidate.errors,
+        "every candidate request failed"
+    );
+}
