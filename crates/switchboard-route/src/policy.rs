@@ -147,7 +147,9 @@ impl Default for LatencyRanking {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutePolicy {
-    /// Default order of preference for tiers that do not list their own.
+    /// Default order of preference for tiers that do not list their own. When it (or a
+    /// tier's list) is non-empty, providers not in it are not used; when both are empty,
+    /// every provider of a model serves, in name order.
     #[serde(default)]
     pub providers: Vec<ProviderId>,
     /// Logical model → provider → concrete model. Every concrete model named here may
