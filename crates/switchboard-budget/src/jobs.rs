@@ -119,7 +119,7 @@ pub trait JobQueue: fmt::Debug + Send + Sync + 'static {
     fn status(&self, id: String) -> JobFuture<Result<Option<JobStatus>, QueueError>>;
 }
 
-fn outcome_status(outcome: Result<Completion, Error>) -> JobStatus {
+pub(crate) fn outcome_status(outcome: Result<Completion, Error>) -> JobStatus {
     match outcome {
         Ok(completion) => JobStatus::Done { completion },
         Err(error) => JobStatus::Failed {

@@ -103,6 +103,8 @@ mod jobs;
 mod ledger;
 mod policy;
 mod prices;
+#[cfg(feature = "redis")]
+mod redis_jobs;
 mod tokenize;
 
 pub use budget::{Budget, BudgetLayer, BudgetLayerBuilder, ResponseFuture, SettledEvents};
@@ -121,4 +123,6 @@ pub use policy::{
     MAX_TOKENS_CAPPED, RequestCap, TEMPERATURE_LOWERED, Thresholds,
 };
 pub use prices::shipped_prices;
+#[cfg(feature = "redis")]
+pub use redis_jobs::RedisJobQueue;
 pub use tokenize::{TokenCounting, count_chat};

@@ -1,6 +1,7 @@
 //! The estimator: token counts against the reference tokenizer, chat framing against a
 //! recorded real usage, the right encoding per model, Claude's calibration, learned
-//! output and prices.
+//! output and prices. Exact counts need the `tokenizer` feature (on by default).
+#![cfg(feature = "tokenizer")]
 
 use switchboard_budget::{Estimator, TokenCounting, count_chat, shipped_prices};
 use switchboard_core::{ChatBody, Cost, Message, Price, PriceTable, Scene};

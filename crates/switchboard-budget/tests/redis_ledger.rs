@@ -6,7 +6,7 @@
 //! except under `CI=true`, where a missing `redis-server` fails them.
 #![cfg(feature = "redis")]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -48,8 +48,11 @@ fn redis() -> Option<TestRedis> {
                 "CI=true: redis-server must be on PATH for the Redis ledger tests (apt-get install -y redis-server)"
             );
         }
-        eprintln!(
-            "\n!!!!! SKIPPED: no redis-server on PATH and no SWITCHBOARD_TEST_REDIS_URL; Redis ledger NOT tested !!!!!\n"
+        // Straight to stderr: the test harness captures `eprintln!` of passing tests,
+        // and this must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n!!!!! SKIPPED: no redis-server on PATH and no SWITCHBOARD_TEST_REDIS_URL; the Redis ledger is NOT tested !!!!!\n"
         );
         return None;
     }
@@ -367,4 +370,122 @@ async fn an_unreachable_redis_fails_closed() {
             retry_after: Some(Duration::from_secs(1))
         }
     );
+}
+
+mod job_queue {
+    use super::*;
+    use std::collections::HashSet;
+    use switchboard_budget::{
+        BlockAction, Job, JobQueue, JobStatus, JobWorker, MemoryLedger, RedisJobQueue, Step,
+    };
+    use switchboard_core::JobTicket;
+
+    fn job(text: &str) -> Job {
+        let mut request = ChatRequest::new(ChatBody::new("gpt-4o-mini", vec![Message::user(text)]));
+        request.extensions_mut().insert(Tier::L2);
+        Job::from_request(&request)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_job_is_taken_by_exactly_one_worker_across_replicas() {
+        let Some(server) = redis() else { return };
+        let prefix = unique_prefix("jobs");
+        let a = RedisJobQueue::connect(&server.url)
+            .await
+            .unwrap()
+            .prefix(&prefix);
+        let b = RedisJobQueue::connect(&server.url)
+            .await
+            .unwrap()
+            .prefix(&prefix);
+        let mut submitted = HashSet::new();
+        for i in 0..100 {
+            let queue = if i % 2 == 0 { &a } else { &b };
+            submitted.insert(queue.submit(job(&format!("q{i}"))).await.unwrap());
+        }
+        assert_eq!(submitted.len(), 100, "ids are unique across replicas");
+        let takers: Vec<_> = (0..4)
+            .map(|w| {
+                let queue = if w % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    while let Some((id, _)) = queue.take().await.unwrap() {
+                        mine.push(id);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut taken = Vec::new();
+        for t in takers {
+            taken.extend(t.await.unwrap());
+        }
+        assert_eq!(taken.len(), 100, "every job taken once");
+        assert_eq!(taken.iter().cloned().collect::<HashSet<_>>(), submitted);
+        let id = taken[0].clone();
+        assert_eq!(
+            b.status(id.clone()).await.unwrap(),
+            Some(JobStatus::Running)
+        );
+        a.retry_later(id.clone(), job("again")).await.unwrap();
+        assert_eq!(b.status(id.clone()).await.unwrap(), Some(JobStatus::Queued));
+        let (again, back) = b.take().await.unwrap().unwrap();
+        assert_eq!((again.as_str(), back.tier), (id.as_str(), Tier::L2));
+        assert_eq!(b.status("job_0".into()).await.unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_queued_on_one_replica_is_answered_by_a_worker_on_another() {
+        let Some(server) = redis() else { return };
+        let prefix = unique_prefix("jobs_layer");
+        let gateway_queue = Arc::new(
+            RedisJobQueue::connect(&server.url)
+                .await
+                .unwrap()
+                .prefix(&prefix),
+        );
+        let worker_queue = Arc::new(
+            RedisJobQueue::connect(&server.url)
+                .await
+                .unwrap()
+                .prefix(&prefix),
+        );
+        // A cap no request fits: every L2 request is queued.
+        let ledger = MemoryLedger::new(Caps::new().global(n(1)));
+        let sim = SimProvider::new(
+            ProviderId::OPENAI,
+            SimConfig::instant().answer(Answer::Fixed {
+                text: "later".into(),
+            }),
+        );
+        let mut gateway = BudgetLayer::builder(ledger)
+            .on_block(Tier::L2, BlockAction::Enqueue)
+            .jobs(gateway_queue.clone())
+            .build()
+            .layer(sim.clone());
+        let mut request = ChatRequest::new(
+            ChatBody::new("gpt-4o-mini", vec![Message::user("nightly report")]).max_tokens(50),
+        );
+        request.extensions_mut().insert(Tier::L2);
+        let response = gateway.ready().await.unwrap().call(request).await.unwrap();
+        let ticket = response.extensions().get::<JobTicket>().cloned().unwrap();
+        assert_eq!(
+            gateway_queue.status(ticket.id.clone()).await.unwrap(),
+            Some(JobStatus::Queued)
+        );
+        // The worker runs elsewhere, straight to the provider here.
+        let mut worker = JobWorker::new(worker_queue, sim.clone());
+        assert_eq!(
+            worker.step().await.unwrap(),
+            Step::Ran {
+                id: ticket.id.clone(),
+                answered: true
+            }
+        );
+        match gateway_queue.status(ticket.id).await.unwrap() {
+            Some(JobStatus::Done { completion }) => assert_eq!(completion.text, "later"),
+            other => panic!("expected the job's result, got {other:?}"),
+        }
+        assert_eq!(sim.stats().calls(), 1);
+    }
 }
