@@ -1,0 +1,137 @@
+//! The config: the documented example parses, mistakes name their key and fix, the demo
+//! builds and answers.
+
+use std::path::PathBuf;
+
+use switchboard::{Config, ConfigError, ProviderConfig, Switchboard};
+use switchboard_core::{ChatBody, ChatRequest, Error, Message, Tier};
+use tower::ServiceExt;
+
+/// The first ```toml block of docs/configuration.md.
+fn documented_example() -> String {
+    let doc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+    let text = std::fs::read_to_string(doc).unwrap();
+    let start = text.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + text[start..].find("```").unwrap();
+    text[start..end].to_owned()
+}
+
+fn error(toml: &str) -> ConfigError {
+    Config::from_toml(toml).expect_err("the config should be refused")
+}
+
+const MINIMAL: &str = r#"
+[providers.a]
+kind = "sim"
+[routing]
+providers = ["a"]
+models.fast = { a = "m" }
+"#;
+
+#[test]
+fn the_documented_production_example_parses() {
+    let config = Config::from_toml(&documented_example()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.providers.len(), 2);
+    assert!(matches!(
+        config.providers.values().next(),
+        Some(ProviderConfig::Anthropic(_))
+    ));
+    assert_eq!(config.server.keys["sk-gw-support"].tier, Some(Tier::L0));
+    assert_eq!(config.hedge.max_attempts, 2);
+    assert_eq!(
+        config.budget.unwrap().global_per_minute.as_micros(),
+        5_000_000
+    );
+}
+
+#[test]
+fn the_demo_config_parses() {
+    let config = Config::from_toml(switchboard::DEMO_CONFIG).unwrap();
+    assert_eq!(config.providers.len(), 2);
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_line() {
+    let e = error(&format!("{MINIMAL}\n[hedge]\nmax_attempt = 2\n"));
+    assert!(e.problem.contains("max_attempt"), "{e}");
+    assert!(e.key.starts_with("line "), "{e}");
+}
+
+#[test]
+fn routing_to_an_unconfigured_provider_names_the_key_and_the_choices() {
+    let e = error(&MINIMAL.replace("providers = [\"a\"]", "providers = [\"a\", \"b\"]"));
+    assert_eq!(e.key, "routing.providers[1]");
+    assert!(e.problem.contains("\"b\" is not configured"), "{e}");
+    assert!(e.fix.contains("use one of: a"), "{e}");
+}
+
+#[test]
+fn a_pin_to_an_unknown_logical_model_is_refused() {
+    let e = error(&format!(
+        "{MINIMAL}\n[routing.tiers.L0]\npin = \"quality\"\n"
+    ));
+    assert_eq!(e.key, "routing.tiers.L0.pin");
+}
+
+#[test]
+fn thresholds_out_of_order_are_refused() {
+    let e = error(&format!(
+        "{MINIMAL}\n[budget]\nglobal_per_minute = \"1\"\nthresholds = {{ warn = 90, degrade = 80, block = 100 }}\n"
+    ));
+    assert_eq!(e.key, "budget.thresholds");
+    assert!(e.fix.contains("warn <= degrade <= block"), "{e}");
+}
+
+#[test]
+fn invalid_values_say_what_is_wrong() {
+    let e = error(&MINIMAL.replace("[providers.a]", "[providers.Bad-Name]"));
+    assert!(e.problem.contains("snake_case"), "{e}");
+    let e = error(&format!(
+        "{MINIMAL}\n[budget]\nglobal_per_minute = \"-1\"\n"
+    ));
+    assert!(e.problem.contains("non-negative"), "{e}");
+}
+
+#[test]
+fn a_missing_api_key_names_the_environment_variable() {
+    let toml = r#"
+[providers.anthropic]
+kind = "anthropic"
+[routing]
+providers = ["anthropic"]
+models.fast = { anthropic = "claude-haiku-4-5" }
+"#;
+    let config = Config::from_toml(toml).unwrap();
+    if std::env::var_os("ANTHROPIC_API_KEY").is_none() {
+        let e = Switchboard::build(&config).unwrap_err();
+        assert_eq!(e.key, "providers.anthropic");
+        assert!(e.problem.contains("ANTHROPIC_API_KEY"), "{e}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_demo_stack_answers_and_refuses_unknown_models() {
+    let config = Config::from_toml(switchboard::DEMO_CONFIG).unwrap();
+    let sb = Switchboard::build(&config).unwrap();
+    assert!(sb.models().iter().any(|m| m == "claude-haiku-4-5"));
+    let request = ChatRequest::new(ChatBody::new(
+        "fast",
+        vec![Message::user("Say this is a test")],
+    ));
+    let answer = sb
+        .service()
+        .oneshot(request)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(answer.text, "This is a test.");
+    let request = ChatRequest::new(ChatBody::new("gpt-9", vec![Message::user("x")]));
+    let err = sb.service().oneshot(request).await.unwrap_err();
+    assert!(matches!(err, Error::ModelNotFound { .. }), "{err}");
+    assert!(sb.ready());
+    let status = sb.status();
+    assert!(status["providers"]["fast"].is_object(), "{status}");
+    assert!(status["budget"]["committed"].is_string(), "{status}");
+}
