@@ -59,6 +59,15 @@ fn estimator(c: &mut Criterion) {
             b.iter(|| counting.count(black_box(&doc)))
         });
     }
+    // The reference implementation the choice of bpe-openai was measured against.
+    let cl100k = tiktoken_rs::cl100k_base().unwrap();
+    let o200k = tiktoken_rs::o200k_base().unwrap();
+    group.bench_function("tiktoken_rs_cl100k_64KiB", |b| {
+        b.iter(|| cl100k.encode_ordinary(black_box(&doc)).len())
+    });
+    group.bench_function("tiktoken_rs_o200k_64KiB", |b| {
+        b.iter(|| o200k.encode_ordinary(black_box(&doc)).len())
+    });
     let estimator = Estimator::default();
     let body = ChatBody::new("gpt-4o-mini", vec![Message::user(doc.clone())])
         .system("You are a helpful assistant.")
