@@ -58,7 +58,8 @@
 //!    degrade ([`Degrade`] steps, each recorded in
 //!    [`Degraded`](switchboard_core::Degraded) with its reason code; the hold shrinks to
 //!    the degraded bound), or block ([`BlockAction`]: 429 with Retry-After from the
-//!    window, or an answer from the [`ResponseCache`]).
+//!    window, an answer from the [`ResponseCache`], or a job on a [`JobQueue`] that a
+//!    [`JobWorker`] drains as budget allows).
 //! 5. **Settle** when the stream ends: commit the cost of the reported usage and free the
 //!    rest. A call that fails before its first token is refunded; a broken or abandoned
 //!    stream (the response dropped) commits the estimated input plus the output seen.
@@ -74,6 +75,7 @@
 //! | [`exempt_from_degrade`](BudgetLayerBuilder::exempt_from_degrade) | L0 exempt |
 //! | [`on_block`](BudgetLayerBuilder::on_block) | [`BlockAction::Reject`] |
 //! | [`RequestCap`] | none |
+//! | [`cache`](BudgetLayerBuilder::cache), [`jobs`](BudgetLayerBuilder::jobs) | none (`Cache` / `Enqueue` then reject) |
 //! | prices ([`shipped_prices`], [`EstimatorBuilder::prices`]) | shipped table; unknown models at the priciest entry |
 //! | output bound without `max_tokens` | the model's limit, else 16,384 tokens |
 //! | expected output | learned p90 per scene after 50 samples, else `max_tokens`, else 1,024 |

@@ -243,3 +243,77 @@ impl TierPolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::{Message, ToolCall};
+
+    fn body() -> ChatBody {
+        let filler = "lorem ipsum ".repeat(40);
+        let mut call = Message::assistant("");
+        call.tool_calls.push(ToolCall {
+            id: "c1".into(),
+            name: "lookup".into(),
+            arguments: "{}".into(),
+        });
+        let mut result = Message::new(Role::Tool, filler.clone());
+        result.tool_call_id = Some("c1".into());
+        ChatBody::new(
+            "gpt-4o",
+            vec![
+                Message::system("rules"),
+                Message::user(filler.clone()),
+                call,
+                result,
+                Message::user(filler),
+                Message::user("last"),
+            ],
+        )
+    }
+
+    #[test]
+    fn trimming_drops_oldest_turns_keeps_system_and_last_and_never_orphans_a_tool_result() {
+        let mut b = body();
+        let mut degraded = Degraded::default();
+        trim_context(&mut b, 30, &mut degraded, "test");
+        let roles: Vec<Role> = b.messages.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::System, Role::User]);
+        assert_eq!(b.messages[1].content.text(), "last");
+        assert_eq!(degraded.first_reason(), Some(CONTEXT_TRIMMED));
+        let detail = &degraded.iter().next().unwrap().detail;
+        assert!(detail.starts_with("dropped 4 oldest turns"), "{detail}");
+    }
+
+    #[test]
+    fn a_tool_result_goes_with_its_call() {
+        let counting = TokenCounting::for_model("gpt-4o");
+        let mut without_first_user = body();
+        without_first_user.messages.remove(1);
+        let (after_user, _) = count_chat(counting, &without_first_user);
+        // One token less than dropping the first user turn gives: the call must go, and
+        // its result with it, though the result alone would have been enough.
+        let mut b = body();
+        let mut degraded = Degraded::default();
+        trim_context(&mut b, after_user - 1, &mut degraded, "test");
+        let roles: Vec<Role> = b.messages.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::System, Role::User, Role::User]);
+        let detail = &degraded.iter().next().unwrap().detail;
+        assert!(detail.starts_with("dropped 3 oldest turns"), "{detail}");
+    }
+
+    #[test]
+    fn steps_that_change_nothing_record_nothing() {
+        let mut b = ChatBody::new("gpt-4o-mini", vec![Message::user("hi")])
+            .max_tokens(10)
+            .temperature(0.1);
+        let mut degraded = Degraded::default();
+        Degrade::new()
+            .cheaper_model("gpt-4o", "gpt-4o-mini")
+            .max_tokens(100)
+            .temperature(0.5)
+            .context_tokens(1_000)
+            .apply(&mut b, &mut degraded, "test");
+        assert!(degraded.is_empty(), "{degraded:?}");
+    }
+}
