@@ -209,6 +209,45 @@ async fn a_dropped_stream_settles_through_the_guard() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_caller_that_gives_up_before_the_first_token_is_charged_the_input_only() {
+    let ledger = MemoryLedger::new(Caps::new().global(usd("1")));
+    let spy = Spy::new(SimConfig::instant().first_token(Latency::fixed_ms(2_000)));
+    let mut service = BudgetLayer::new(ledger.clone()).layer(spy.clone());
+    let call = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request("gpt-4o", "slow one", 500, Tier::L1));
+    let gave_up = tokio::time::timeout(Duration::from_millis(500), call).await;
+    assert!(gave_up.is_err(), "no first token within 500 ms");
+    assert_eq!(
+        spy.sim.stats().cancelled(),
+        1,
+        "dropping the future cancelled the call"
+    );
+    let estimate = spy
+        .last()
+        .extensions()
+        .get::<CostEstimate>()
+        .cloned()
+        .unwrap();
+    let books = ledger.books();
+    assert_eq!(
+        (books.outstanding, books.open_holds),
+        (Cost::ZERO, 0),
+        "nothing leaked"
+    );
+    assert_eq!(
+        books.committed,
+        estimate
+            .price
+            .cost_of(&Usage::new(estimate.input_tokens, 0))
+            .unwrap(),
+        "the prompt was sent, so its input is charged"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_broken_stream_commits_what_was_streamed() {
     let ledger = MemoryLedger::new(Caps::new().global(usd("1")));
     let faults = Faults {
