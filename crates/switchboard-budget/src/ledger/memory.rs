@@ -1,7 +1,5 @@
 //! [`MemoryLedger`]: a lock-free in-process ledger.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -101,6 +99,16 @@ impl MemoryLedgerBuilder {
     }
 }
 
+/// A tenant's slot tag: 64-bit FNV-1a of its name, never 0 (0 marks a free slot).
+fn tenant_tag(name: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash | 1
+}
+
 /// Slots probed for a tenant before it falls back to the overflow slot.
 const PROBES: usize = 16;
 
@@ -195,17 +203,27 @@ impl MemoryLedger {
             Scope::Global => &self.inner.global,
             Scope::Tier(t) => &self.inner.tiers[t.index()],
             Scope::Tenant(tenant) => {
-                let mut hasher = DefaultHasher::new();
-                tenant.as_str().hash(&mut hasher);
-                let tag = hasher.finish() | 1; // 0 marks a free slot
+                let tag = tenant_tag(tenant.as_str());
                 let slots = self.inner.tenants.len();
                 for probe in 0..PROBES.min(slots) {
                     let i = (tag as usize).wrapping_add(probe) % slots;
                     let slot = &self.inner.tenant_tags[i];
-                    match slot.compare_exchange(0, tag, Ordering::AcqRel, Ordering::Acquire) {
-                        Ok(_) => return &self.inner.tenants[i],
-                        Err(existing) if existing == tag => return &self.inner.tenants[i],
-                        Err(_) => continue,
+                    // Read before writing: a claimed slot is never written again, so the
+                    // common case shares the cache line instead of bouncing it.
+                    let mut current = slot.load(Ordering::Acquire);
+                    if current == 0 {
+                        current = match slot.compare_exchange(
+                            0,
+                            tag,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => tag,
+                            Err(existing) => existing,
+                        };
+                    }
+                    if current == tag {
+                        return &self.inner.tenants[i];
                     }
                 }
                 &self.inner.overflow
