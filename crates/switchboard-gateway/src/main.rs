@@ -4,6 +4,7 @@
 //! switchboard serve --demo                 # simulated providers, no keys, no network
 //! switchboard serve --config switchboard.toml [--listen 0.0.0.0:8080]
 //! switchboard check-config --config switchboard.toml
+//! switchboard simulate --demo --scenario scenario.toml
 //! ```
 
 use std::net::SocketAddr;
@@ -47,10 +48,31 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run a scenario of traffic through the configured stack on simulated providers, in
+    /// virtual time, and print latency, outcome, fallback, hedge and cost per tier.
+    Simulate {
+        /// The config file (`--demo` for the embedded demo config).
+        #[arg(long, conflicts_with = "demo", required_unless_present = "demo")]
+        config: Option<PathBuf>,
+        /// Use the embedded demo config.
+        #[arg(long)]
+        demo: bool,
+        /// The scenario file.
+        #[arg(long)]
+        scenario: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Simulate {
+        config,
+        demo,
+        scenario,
+    } = &cli.command
+    {
+        return exit(simulate(config.as_deref(), *demo, scenario));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -83,6 +105,7 @@ fn main() -> ExitCode {
                 };
                 serve(config, listen, demo).await
             }
+            Command::Simulate { .. } => Ok(()),
             Command::CheckConfig { config } => {
                 let path = config.display().to_string();
                 let config = load(&config)?;
@@ -96,6 +119,10 @@ fn main() -> ExitCode {
             }
         }
     });
+    exit(result)
+}
+
+fn exit(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -103,6 +130,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs on a current-thread runtime with paused time: virtual time, deterministic.
+fn simulate(config: Option<&Path>, demo: bool, scenario: &Path) -> Result<(), String> {
+    let config = if demo {
+        Config::from_toml(switchboard::DEMO_CONFIG).map_err(|e| format!("demo config: {e}"))?
+    } else {
+        load(config.unwrap_or(Path::new("switchboard.toml")))?
+    };
+    let text = std::fs::read_to_string(scenario)
+        .map_err(|e| format!("cannot read {}: {e}", scenario.display()))?;
+    let scenario_spec = switchboard::simulate::Scenario::from_toml(&text)
+        .map_err(|e| format!("{}: {e}", scenario.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let wall = std::time::Instant::now();
+    let report = runtime
+        .block_on(switchboard::simulate::run(&config, &scenario_spec))
+        .map_err(|e| e.to_string())?;
+    print!("{}", report.table());
+    println!("\n(wall time {:.2} s)", wall.elapsed().as_secs_f64());
+    Ok(())
 }
 
 fn load(path: &Path) -> Result<Config, String> {

@@ -24,6 +24,7 @@
 
 mod build;
 mod config;
+pub mod simulate;
 
 pub use build::Switchboard;
 pub use config::{
