@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -16,9 +16,10 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Value, json};
+use switchboard::budget::{JobQueue, JobStatus};
 use switchboard_core::{
     BoxProvider, ChatBody, ChatRequest, ChatResponse, Completion, Degraded, Disposition, Error,
-    RequestHead, Status, TenantId, TraceId,
+    JobTicket, RequestHead, Status, TenantId, TraceId,
 };
 use switchboard_wire::{WireError, anthropic, openai};
 use tower::ServiceExt;
@@ -50,6 +51,7 @@ pub struct Gateway {
     models: Arc<Vec<String>>,
     status: StatusFn,
     ready: ReadyFn,
+    jobs: Option<Arc<dyn JobQueue>>,
 }
 
 impl fmt::Debug for Gateway {
@@ -72,7 +74,15 @@ impl Gateway {
             models: Arc::new(Vec::new()),
             status: Arc::new(|| json!({})),
             ready: Arc::new(|| true),
+            jobs: None,
         }
+    }
+
+    /// The job queue behind `GET /v1/jobs/{id}`; requests the budget queued get a `202`
+    /// with their job id.
+    pub fn jobs(mut self, queue: Arc<dyn JobQueue>) -> Self {
+        self.jobs = Some(queue);
+        self
     }
 
     /// Requires one of these keys.
@@ -115,6 +125,7 @@ impl Gateway {
             .route("/v1/chat/completions", post(chat_completions))
             .route("/v1/messages", post(messages))
             .route("/v1/models", get(models))
+            .route("/v1/jobs/{id}", get(job))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/switchboard/status", get(status))
@@ -450,6 +461,16 @@ async fn handle<A: Api>(State(gateway): Shared, request: Request) -> Response {
         .unwrap_or_default();
     let disposition =
         Disposition::answered(Some(response.provider().clone()), &degraded, call.trace);
+    if let Some(ticket) = response.extensions().get::<JobTicket>() {
+        // The budget queued the request: 202 and where to find the answer.
+        let location = format!("/v1/jobs/{}", ticket.id);
+        let body = json!({"id": ticket.id, "object": "switchboard.job", "status": "queued", "location": location});
+        let mut accepted = json_response(202, body, &disposition, &call);
+        if let Ok(value) = HeaderValue::try_from(location) {
+            accepted.headers_mut().insert(header::LOCATION, value);
+        }
+        return accepted;
+    }
 
     if stream {
         let mut http = Response::new(A::stream(response, include_usage, &call));
@@ -488,6 +509,40 @@ async fn models(State(gateway): Shared, headers: HeaderMap) -> Response {
         .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "switchboard"}))
         .collect();
     axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn job(State(gateway): Shared, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let call = Call::new(&headers);
+    let missing = || {
+        let message = format!("No job with id '{id}'.");
+        refuse::<OpenAiApi>(404, "job_not_found", &message, None, &call)
+    };
+    let Some(queue) = &gateway.jobs else {
+        return missing();
+    };
+    let status = match queue.status(id.clone()).await {
+        Ok(Some(status)) => status,
+        Ok(None) => return missing(),
+        Err(error) => {
+            let message = error.to_string();
+            return refuse::<OpenAiApi>(503, "job_queue_unavailable", &message, None, &call);
+        }
+    };
+    let mut body = json!({"id": id, "object": "switchboard.job"});
+    match status {
+        JobStatus::Queued => body["status"] = json!("queued"),
+        JobStatus::Running => body["status"] = json!("running"),
+        JobStatus::Done { completion } => {
+            body["status"] = json!("done");
+            body["result"] =
+                openai::completion_json(&completion, &format!("chatcmpl-{id}"), unix_now());
+        }
+        JobStatus::Failed { reason, message } => {
+            body["status"] = json!("failed");
+            body["error"] = json!({"reason": reason, "message": message});
+        }
+    }
+    axum::Json(body).into_response()
 }
 
 async fn healthz() -> Response {

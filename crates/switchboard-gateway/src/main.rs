@@ -176,7 +176,12 @@ async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result
     let open = keys.is_open();
     let status = switchboard.clone();
     let ready = switchboard.clone();
-    let app = Gateway::new(switchboard.service())
+    let mut gateway = Gateway::new(switchboard.service());
+    if let Some(queue) = switchboard.jobs() {
+        gateway = gateway.jobs(queue.clone());
+        switchboard.spawn_job_worker();
+    }
+    let app = gateway
         .keys(keys)
         .body_limit(config.server.body_limit_bytes)
         .models(switchboard.models().iter().cloned())

@@ -50,9 +50,12 @@ budget = {{ ratio = 1.0, reserve = 100, cap = 100 }}
     );
     let config = Config::from_toml(&toml).unwrap_or_else(|e| panic!("{e}"));
     let switchboard = Switchboard::build(&config).unwrap();
-    let app = Gateway::new(switchboard.service())
-        .models(switchboard.models().iter().cloned())
-        .router();
+    let mut gateway =
+        Gateway::new(switchboard.service()).models(switchboard.models().iter().cloned());
+    if let Some(queue) = switchboard.jobs() {
+        gateway = gateway.jobs(queue.clone());
+    }
+    let app = gateway.router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -344,4 +347,56 @@ async fn an_upstream_killed_mid_stream_ends_in_an_explicit_error_event() {
         .collect()
         .await;
     assert_eq!(events.last().unwrap().event, "error");
+}
+
+#[tokio::test]
+async fn a_blocked_request_of_an_enqueueing_tier_is_a_202_with_its_job() {
+    let rig = rig(
+        SimConfig::instant(),
+        SimConfig::instant(),
+        "[budget]\nglobal_per_minute = \"0.00003\"\non_block = { L1 = \"enqueue\" }\n",
+    )
+    .await;
+    let mut body = chat(false);
+    body["max_tokens"] = json!(10);
+    let mut accepted = None;
+    for _ in 0..50 {
+        let r = post(rig.addr, "/v1/chat/completions", body.clone()).await;
+        if r.status() != 200 {
+            accepted = Some(r);
+            break;
+        }
+    }
+    let r = accepted.expect("the cap is reached within 50 requests");
+    assert_eq!(r.status(), 202);
+    assert_eq!(header(&r, "x-switchboard-status"), "degraded");
+    assert_eq!(header(&r, "x-switchboard-reason"), "budget_enqueued");
+    let location = header(&r, "location").to_owned();
+    let json: Value = r.json().await.unwrap();
+    assert_eq!(json["status"], "queued");
+    assert_eq!(
+        location,
+        format!("/v1/jobs/{}", json["id"].as_str().unwrap())
+    );
+
+    let client = reqwest::Client::new();
+    let job: Value = client
+        .get(format!("http://{}{location}", rig.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        job["status"], "queued",
+        "no worker runs in this test: {job}"
+    );
+    let missing = client
+        .get(format!("http://{}/v1/jobs/nope", rig.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(header(&missing, "x-switchboard-reason"), "job_not_found");
 }

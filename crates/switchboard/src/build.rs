@@ -8,8 +8,8 @@ use futures_util::future::Either;
 
 use switchboard_breaker::BreakerLayer;
 use switchboard_budget::{
-    BudgetLayer, CapAction, Caps, Degrade, EstimateLayer, Estimator, MemoryLedger, RequestCap,
-    Thresholds,
+    BlockAction, BudgetLayer, CapAction, Caps, Degrade, EstimateLayer, Estimator, JobQueue,
+    JobWorker, MemoryJobQueue, MemoryLedger, RequestCap, Thresholds,
 };
 use switchboard_core::{
     BoxProvider, ChatRequest, Error, HealthBoard, PriceTable, ProviderId, Tier, boxed,
@@ -22,7 +22,7 @@ use switchboard_tier::{KeyPolicy, TierLayer};
 use switchboard_timeout::{Scope, TimeoutLayer};
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::config::{BudgetConfig, Config, ConfigError, ProviderConfig};
+use crate::config::{BudgetConfig, Config, ConfigError, OnBlock, ProviderConfig};
 
 /// The standard stack, built from one [`Config`], and the handles an operator needs.
 ///
@@ -50,6 +50,7 @@ pub struct Switchboard {
     service: BoxProvider,
     board: HealthBoard,
     ledger: Option<MemoryLedger>,
+    jobs: Option<Arc<dyn JobQueue>>,
     models: Vec<String>,
     providers: Vec<ProviderId>,
 }
@@ -123,23 +124,28 @@ impl Switchboard {
             .service(dispatch);
 
         let admission = tier_layer(config);
-        let (service, ledger) = match &config.budget {
+        let (service, ledger, jobs) = match &config.budget {
             Some(budget) => {
                 let ledger = MemoryLedger::new(caps(budget));
-                let gate = budget_layer(budget, ledger.clone(), estimator.clone());
+                let jobs: Option<Arc<dyn JobQueue>> = budget
+                    .on_block
+                    .values()
+                    .any(|a| *a == OnBlock::Enqueue)
+                    .then(|| Arc::new(MemoryJobQueue::new()) as Arc<dyn JobQueue>);
+                let gate = budget_layer(budget, ledger.clone(), estimator.clone(), jobs.clone());
                 let service = ServiceBuilder::new()
                     .layer(admission)
                     .layer(EstimateLayer::new(estimator))
                     .layer(gate)
                     .service(core);
-                (boxed(service), Some(ledger))
+                (boxed(service), Some(ledger), jobs)
             }
             None => {
                 let service = ServiceBuilder::new()
                     .layer(admission)
                     .layer(EstimateLayer::new(estimator))
                     .service(core);
-                (boxed(service), None)
+                (boxed(service), None, None)
             }
         };
 
@@ -154,6 +160,7 @@ impl Switchboard {
             service,
             board,
             ledger,
+            jobs,
             models,
             providers: config.providers.keys().cloned().collect(),
         })
@@ -172,6 +179,20 @@ impl Switchboard {
     /// The budget ledger, when a budget is configured.
     pub fn ledger(&self) -> Option<&MemoryLedger> {
         self.ledger.as_ref()
+    }
+
+    /// The job queue blocked requests go to, when a tier's `on_block` is `enqueue`.
+    pub fn jobs(&self) -> Option<&Arc<dyn JobQueue>> {
+        self.jobs.as_ref()
+    }
+
+    /// Starts the worker that runs queued jobs through the stack as budget allows (on the
+    /// current tokio runtime). `None` when no tier enqueues.
+    pub fn spawn_job_worker(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let queue = self.jobs.clone()?;
+        Some(tokio::spawn(
+            JobWorker::new(queue, self.service.clone()).run(),
+        ))
     }
 
     /// Every model name a request may use: logical and concrete.
@@ -327,6 +348,7 @@ fn budget_layer(
     budget: &BudgetConfig,
     ledger: MemoryLedger,
     estimator: Arc<Estimator>,
+    jobs: Option<Arc<dyn JobQueue>>,
 ) -> BudgetLayer<MemoryLedger> {
     let t = budget.thresholds;
     let mut degrade = Degrade::new();
@@ -348,6 +370,16 @@ fn budget_layer(
         .degrade(degrade);
     for tier in Tier::ALL {
         builder = builder.exempt_from_degrade(tier, budget.exempt_from_degrade.contains(&tier));
+    }
+    for (tier, action) in &budget.on_block {
+        let action = match action {
+            OnBlock::Reject => BlockAction::Reject,
+            OnBlock::Enqueue => BlockAction::Enqueue,
+        };
+        builder = builder.on_block(*tier, action);
+    }
+    if let Some(jobs) = jobs {
+        builder = builder.jobs(jobs);
     }
     if let Some(limit) = budget.per_request {
         builder = builder.request_cap(RequestCap {

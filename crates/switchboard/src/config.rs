@@ -144,6 +144,21 @@ pub struct BudgetConfig {
     /// A cap on one request's worst-case cost, in dollars; over it the request is refused.
     #[serde(default)]
     pub per_request: Option<Cost>,
+    /// What a blocked request of each tier gets: `reject` (429 with Retry-After, the
+    /// default) or `enqueue` (202 and a job id; a worker runs it as budget allows; the
+    /// result is at `GET /v1/jobs/{id}`).
+    #[serde(default)]
+    pub on_block: BTreeMap<Tier, OnBlock>,
+}
+
+/// What a request blocked by the budget gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBlock {
+    /// 429 with Retry-After.
+    Reject,
+    /// Queued as a job, run when the budget allows.
+    Enqueue,
 }
 
 fn l0_only() -> Vec<Tier> {

@@ -28,8 +28,8 @@ pub mod simulate;
 
 pub use build::Switchboard;
 pub use config::{
-    AdmissionConfig, BudgetConfig, Config, ConfigError, DegradeConfig, KeyConfig, ProviderConfig,
-    ServerConfig, ThresholdsConfig,
+    AdmissionConfig, BudgetConfig, Config, ConfigError, DegradeConfig, KeyConfig, OnBlock,
+    ProviderConfig, ServerConfig, ThresholdsConfig,
 };
 
 pub use switchboard_breaker as breaker;

@@ -135,3 +135,38 @@ async fn the_demo_stack_answers_and_refuses_unknown_models() {
     assert!(status["providers"]["fast"].is_object(), "{status}");
     assert!(status["budget"]["committed"].is_string(), "{status}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn blocked_requests_of_an_enqueueing_tier_run_when_the_window_resets() {
+    use switchboard::budget::JobStatus;
+    use switchboard_core::JobTicket;
+    let priced = MINIMAL.replace("a = \"m\"", "a = \"gpt-4o-mini\"");
+    let config = Config::from_toml(&format!(
+        "{priced}\n[budget]\nglobal_per_minute = \"0.00003\"\non_block = {{ L1 = \"enqueue\" }}\n"
+    ))
+    .unwrap();
+    let sb = Switchboard::build(&config).unwrap();
+    let request =
+        || ChatRequest::new(ChatBody::new("fast", vec![Message::user("hello")]).max_tokens(10));
+    let mut ticket = None;
+    for _ in 0..50 {
+        let response = sb.service().oneshot(request()).await.unwrap();
+        if let Some(t) = response.extensions().get::<JobTicket>() {
+            ticket = Some(t.clone());
+            break;
+        }
+        response.collect().await.unwrap();
+    }
+    let ticket = ticket.expect("the cap is reached within 50 requests and the request is queued");
+    let queue = sb.jobs().unwrap().clone();
+    assert_eq!(
+        queue.status(ticket.id.clone()).await.unwrap(),
+        Some(JobStatus::Queued)
+    );
+    let _worker = sb.spawn_job_worker().unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(61)).await;
+    match queue.status(ticket.id.clone()).await.unwrap() {
+        Some(JobStatus::Done { completion }) => assert_eq!(completion.text, "hello"),
+        other => panic!("expected the job done after the window reset, got {other:?}"),
+    }
+}
