@@ -32,6 +32,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 type StatusFn = Arc<dyn Fn() -> Value + Send + Sync>;
 type ReadyFn = Arc<dyn Fn() -> bool + Send + Sync>;
+type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The gateway's HTTP application: the endpoints, over a provider stack.
 ///
@@ -52,6 +53,7 @@ pub struct Gateway {
     status: StatusFn,
     ready: ReadyFn,
     jobs: Option<Arc<dyn JobQueue>>,
+    metrics: Option<MetricsFn>,
 }
 
 impl fmt::Debug for Gateway {
@@ -75,6 +77,7 @@ impl Gateway {
             status: Arc::new(|| json!({})),
             ready: Arc::new(|| true),
             jobs: None,
+            metrics: None,
         }
     }
 
@@ -119,6 +122,13 @@ impl Gateway {
         self
     }
 
+    /// What `GET /metrics` serves: Prometheus text, for example
+    /// `move || switchboard.telemetry().render()`. Without it `/metrics` is a 404.
+    pub fn metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.metrics = Some(Arc::new(render));
+        self
+    }
+
     /// The routes.
     pub fn router(self) -> Router {
         Router::new()
@@ -129,6 +139,7 @@ impl Gateway {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/switchboard/status", get(status))
+            .route("/metrics", get(metrics))
             .fallback(not_found)
             .with_state(Arc::new(self))
     }
@@ -558,6 +569,20 @@ async fn readyz(State(gateway): Shared) -> Response {
             axum::Json(json!({"status": "no provider available"})),
         )
             .into_response()
+    }
+}
+
+async fn metrics(State(gateway): Shared, request: Request) -> Response {
+    match &gateway.metrics {
+        Some(render) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(switchboard::telemetry::CONTENT_TYPE),
+            )],
+            render(),
+        )
+            .into_response(),
+        None => not_found(request).await,
     }
 }
 

@@ -176,6 +176,7 @@ async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result
     let open = keys.is_open();
     let status = switchboard.clone();
     let ready = switchboard.clone();
+    let telemetry = switchboard.telemetry().clone();
     let mut gateway = Gateway::new(switchboard.service());
     if let Some(queue) = switchboard.jobs() {
         gateway = gateway.jobs(queue.clone());
@@ -187,6 +188,7 @@ async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result
         .models(switchboard.models().iter().cloned())
         .status(move || status.status())
         .ready(move || ready.ready())
+        .metrics(move || telemetry.render())
         .router();
 
     let addr = listen.unwrap_or(config.server.listen);

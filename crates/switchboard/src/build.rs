@@ -18,6 +18,7 @@ use switchboard_hedge::HedgeLayer;
 use switchboard_providers::{Anthropic, HttpClient, OpenAi};
 use switchboard_route::{Dispatch, RouteLayer};
 use switchboard_sim::SimProvider;
+use switchboard_telemetry::Telemetry;
 use switchboard_tier::{KeyPolicy, TierLayer};
 use switchboard_timeout::{Scope, TimeoutLayer};
 use tower::{ServiceBuilder, ServiceExt};
@@ -26,10 +27,11 @@ use crate::config::{BudgetConfig, Config, ConfigError, OnBlock, ProviderConfig};
 
 /// The standard stack, built from one [`Config`], and the handles an operator needs.
 ///
-/// Outermost first: admission (`TierLayer`) → cost estimate (`EstimateLayer`) → budget gate
-/// (`BudgetLayer`) → routing (`RouteLayer`) → call deadlines (`TimeoutLayer`, total and
-/// idle) → hedging (`HedgeLayer`) → `Dispatch` → per provider: circuit breaker →
-/// per-attempt first-token deadline → adapter.
+/// Outermost first: admission (`TierLayer`) → call metrics (`MetricsLayer`) → cost
+/// estimate (`EstimateLayer`) → budget gate (`BudgetLayer`) → routing (`RouteLayer`) → call
+/// deadlines (`TimeoutLayer`, total and idle) → hedging (`HedgeLayer`) → `Dispatch` → per
+/// provider: attempt metrics (`AttemptMetricsLayer`) → circuit breaker → per-attempt
+/// first-token deadline → adapter. [`Switchboard::telemetry`] renders the metrics.
 ///
 /// ```
 /// use switchboard::{Config, Switchboard};
@@ -50,6 +52,7 @@ pub struct Switchboard {
     service: BoxProvider,
     board: HealthBoard,
     ledger: Option<MemoryLedger>,
+    telemetry: Telemetry,
     jobs: Option<Arc<dyn JobQueue>>,
     models: Vec<String>,
     providers: Vec<ProviderId>,
@@ -70,6 +73,10 @@ impl Switchboard {
         config.validate()?;
         let board = HealthBoard::new();
         let client = lazy_client(config)?;
+        let estimator = Arc::new(estimator(config));
+        let prices = prices(config, &estimator);
+        let telemetry = Telemetry::builder().prices(prices.clone()).build();
+        telemetry.watch_board(board.clone());
 
         let mut dispatch = Dispatch::new();
         for (id, provider) in &config.providers {
@@ -97,6 +104,7 @@ impl Switchboard {
                 }
             };
             let stack = ServiceBuilder::new()
+                .layer(telemetry.attempt_layer(id.clone()))
                 .layer(
                     BreakerLayer::new(id.clone())
                         .config(config.breaker.clone())
@@ -111,8 +119,6 @@ impl Switchboard {
             dispatch = dispatch.boxed_provider(id.clone(), boxed(stack));
         }
 
-        let estimator = Arc::new(estimator(config));
-        let prices = prices(config, &estimator);
         let core = ServiceBuilder::new()
             .layer(
                 RouteLayer::new(config.routing.clone())
@@ -127,6 +133,7 @@ impl Switchboard {
         let (service, ledger, jobs) = match &config.budget {
             Some(budget) => {
                 let ledger = MemoryLedger::new(caps(budget));
+                watch_budget(&telemetry, budget, &ledger);
                 let jobs: Option<Arc<dyn JobQueue>> = budget
                     .on_block
                     .values()
@@ -135,6 +142,7 @@ impl Switchboard {
                 let gate = budget_layer(budget, ledger.clone(), estimator.clone(), jobs.clone());
                 let service = ServiceBuilder::new()
                     .layer(admission)
+                    .layer(telemetry.layer())
                     .layer(EstimateLayer::new(estimator))
                     .layer(gate)
                     .service(core);
@@ -143,6 +151,7 @@ impl Switchboard {
             None => {
                 let service = ServiceBuilder::new()
                     .layer(admission)
+                    .layer(telemetry.layer())
                     .layer(EstimateLayer::new(estimator))
                     .service(core);
                 (boxed(service), None, None)
@@ -160,6 +169,7 @@ impl Switchboard {
             service,
             board,
             ledger,
+            telemetry,
             jobs,
             models,
             providers: config.providers.keys().cloned().collect(),
@@ -193,6 +203,11 @@ impl Switchboard {
         Some(tokio::spawn(
             JobWorker::new(queue, self.service.clone()).run(),
         ))
+    }
+
+    /// The metrics: [`Telemetry::render`] is what `GET /metrics` serves.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// Every model name a request may use: logical and concrete.
@@ -331,6 +346,21 @@ fn prices(config: &Config, estimator: &Estimator) -> PriceTable {
         .flat_map(|m| m.values())
         .filter_map(|model| estimator.known_price(model).map(|p| (model.clone(), p)))
         .collect()
+}
+
+/// Budget gauges: the global window, and each tier with its own cap.
+fn watch_budget(telemetry: &Telemetry, budget: &BudgetConfig, ledger: &MemoryLedger) {
+    let l = ledger.clone();
+    let cap = budget.global_per_minute;
+    telemetry.watch_budget("global", move || {
+        (l.spent(&switchboard_budget::Scope::Global), cap)
+    });
+    for (tier, cap) in &budget.tier_per_minute {
+        let (l, tier, cap) = (ledger.clone(), *tier, *cap);
+        telemetry.watch_budget(format!("tier:{tier}"), move || {
+            (l.spent(&switchboard_budget::Scope::Tier(tier)), cap)
+        });
+    }
 }
 
 fn caps(budget: &BudgetConfig) -> Caps {

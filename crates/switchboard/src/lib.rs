@@ -14,6 +14,7 @@
 //! | [`breaker`] | `switchboard-breaker` | circuit breakers and the shared health board |
 //! | [`providers`] | `switchboard-providers` | OpenAI and Anthropic adapters |
 //! | [`sim`] | `switchboard-sim` | simulated providers |
+//! | [`telemetry`] | `switchboard-telemetry` | OpenTelemetry metrics, spans, Prometheus exposition |
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -39,6 +40,7 @@ pub use switchboard_hedge as hedge;
 pub use switchboard_providers as providers;
 pub use switchboard_route as route;
 pub use switchboard_sim as sim;
+pub use switchboard_telemetry as telemetry;
 pub use switchboard_tier as tier;
 pub use switchboard_timeout as timeout;
 
