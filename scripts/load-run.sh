@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Load run: the gateway with the full standard stack in front of a zero-delay simulated
+# OpenAI upstream, versus that upstream called directly, over loopback, with wrk.
+#
+#   bash scripts/load-run.sh [duration_seconds]      (needs `wrk`: apt-get install wrk)
+#
+# Prints wrk's summaries (c=1 and c=64, gateway and direct) and the gateway's resident
+# memory idle and after the runs. The figures go into docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-20}"
+cargo build --release -q -p switchboard-sim --example serve -p switchboard-gateway --bin switchboard
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+./target/release/examples/serve 127.0.0.1:19000 > "$work/upstream.log" 2>&1 &
+cat > "$work/switchboard.toml" <<TOML
+[server]
+listen = "127.0.0.1:19080"
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:19000/v1"
+api_key = "sk-load"
+[routing]
+providers = ["openai"]
+models.fast = { openai = "gpt-4o-mini" }
+[budget]
+global_per_minute = "1000000"
+TOML
+./target/release/switchboard serve --config "$work/switchboard.toml" > "$work/gateway.log" 2>&1 &
+gateway=$!
+sleep 1
+cat > "$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{"model": "fast", "max_tokens": 16, "messages": [{"role": "user", "content": "Say this is a test"}]}'
+LUA
+cat > "$work/direct.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{"model": "gpt-4o-mini", "max_tokens": 16, "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "Say this is a test"}]}'
+LUA
+rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$1/status"; }
+echo "gateway RSS idle: $(rss $gateway)"
+curl -s -o /dev/null -w "sanity: gateway %{http_code}\n" http://127.0.0.1:19080/v1/chat/completions \
+  -H 'content-type: application/json' -d '{"model": "fast", "messages": [{"role": "user", "content": "hi"}]}'
+for c in 1 64; do
+  threads=$(( c < 2 ? 1 : 2 ))
+  echo "== direct upstream (streamed, as the gateway calls it), c=$c"
+  wrk -t"$threads" -c"$c" -d"${duration}s" --latency -s "$work/direct.lua" http://127.0.0.1:19000/v1/chat/completions
+  echo "== through the gateway (non-streamed answer, full stack), c=$c"
+  wrk -t"$threads" -c"$c" -d"${duration}s" --latency -s "$work/post.lua" http://127.0.0.1:19080/v1/chat/completions
+done
+echo "gateway RSS after: $(rss $gateway)"
