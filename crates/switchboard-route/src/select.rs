@@ -212,6 +212,10 @@ fn fastest_first(
     board: &HealthBoard,
     ranking: &LatencyRanking,
 ) -> Option<Duration> {
+    // One candidate has nothing to be ranked against; skip reading the board's quantiles.
+    if candidates.len() < 2 {
+        return None;
+    }
     let measured: Vec<(usize, Duration)> = candidates
         .iter()
         .enumerate()
