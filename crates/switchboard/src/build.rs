@@ -16,7 +16,7 @@ use switchboard_core::{
 };
 use switchboard_hedge::HedgeLayer;
 use switchboard_providers::{Anthropic, HttpClient, OpenAi};
-use switchboard_route::{Dispatch, RouteLayer};
+use switchboard_route::{Dispatch, Rollout, RolloutHandle, RouteLayer};
 use switchboard_sim::SimProvider;
 use switchboard_telemetry::Telemetry;
 use switchboard_tier::{KeyPolicy, TierLayer};
@@ -54,6 +54,7 @@ pub struct Switchboard {
     ledger: Option<MemoryLedger>,
     telemetry: Telemetry,
     jobs: Option<Arc<dyn JobQueue>>,
+    rollout: Option<RolloutHandle>,
     models: Vec<String>,
     providers: Vec<ProviderId>,
 }
@@ -119,12 +120,18 @@ impl Switchboard {
             dispatch = dispatch.boxed_provider(id.clone(), boxed(stack));
         }
 
+        let mut route = RouteLayer::new(config.routing.clone())
+            .board(board.clone())
+            .prices(prices);
+        if let Some(rollout) = &config.rollout {
+            route = route.rollout(Rollout::new(
+                rollout.candidate.clone(),
+                rollout.settings.clone(),
+            ));
+        }
+        let rollout = route.rollout_handle();
         let core = ServiceBuilder::new()
-            .layer(
-                RouteLayer::new(config.routing.clone())
-                    .board(board.clone())
-                    .prices(prices),
-            )
+            .layer(route)
             .layer(TimeoutLayer::new(config.timeouts).scope(Scope::Call))
             .layer(HedgeLayer::new(config.hedge.clone()).board(board.clone()))
             .service(dispatch);
@@ -162,6 +169,12 @@ impl Switchboard {
         for per_provider in config.routing.models.values() {
             models.extend(per_provider.values().cloned());
         }
+        if let Some(rollout) = &config.rollout {
+            models.extend(rollout.candidate.models.keys().cloned());
+            for per_provider in rollout.candidate.models.values() {
+                models.extend(per_provider.values().cloned());
+            }
+        }
         models.sort();
         models.dedup();
         let service = known_models_only(service, models.iter().cloned().collect());
@@ -171,9 +184,16 @@ impl Switchboard {
             ledger,
             telemetry,
             jobs,
+            rollout,
             models,
             providers: config.providers.keys().cloned().collect(),
         })
+    }
+
+    /// The rollout's handle (stage, figures, operator rollback, quality scores), when a
+    /// `[rollout]` is configured.
+    pub fn rollout(&self) -> Option<&RolloutHandle> {
+        self.rollout.as_ref()
     }
 
     /// The whole stack as one provider service (cheap to clone).
@@ -252,7 +272,11 @@ impl Switchboard {
                 "open_holds": books.open_holds,
             })
         });
-        serde_json::json!({"providers": providers, "budget": budget})
+        let rollout = self
+            .rollout
+            .as_ref()
+            .map(|r| serde_json::to_value(r.status()).unwrap_or_default());
+        serde_json::json!({"providers": providers, "budget": budget, "rollout": rollout})
     }
 }
 

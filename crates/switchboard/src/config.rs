@@ -9,7 +9,7 @@ use switchboard_breaker::BreakerConfig;
 use switchboard_core::{Cost, ProviderId, Scene, TenantId, Tier};
 use switchboard_hedge::HedgeConfig;
 use switchboard_providers::{AnthropicConfig, ClientConfig, OpenAiConfig};
-use switchboard_route::RoutePolicy;
+use switchboard_route::{RolloutConfig, RoutePolicy};
 use switchboard_sim::SimConfig;
 use switchboard_timeout::TimeoutTiers;
 
@@ -43,6 +43,22 @@ pub struct Config {
     /// Spend caps; absent means no budget gate.
     #[serde(default)]
     pub budget: Option<BudgetConfig>,
+    /// A candidate routing policy rolled out stage by stage; absent means none.
+    #[serde(default)]
+    pub rollout: Option<RolloutSection>,
+}
+
+/// A progressive rollout of a candidate routing policy (a new concrete model behind a
+/// logical name, or a whole new policy) against `[routing]` as the baseline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSection {
+    /// The candidate policy, in the same shape as `[routing]`.
+    pub candidate: RoutePolicy,
+    /// Stages, hold times and the guard. Default: 1 → 10 → 50 → 100 %, each held for
+    /// 1,000 requests, 5 minutes and 50 candidate outcomes.
+    #[serde(default)]
+    pub settings: RolloutConfig,
 }
 
 /// The gateway's listener and edge limits.
@@ -327,6 +343,28 @@ impl Config {
                         format!("provider {p:?} is not configured"),
                         format!("use one of: {}", names()),
                     ));
+                }
+            }
+        }
+        if let Some(rollout) = &self.rollout {
+            for (i, p) in rollout.candidate.providers.iter().enumerate() {
+                if !known(p) {
+                    return Err(ConfigError::new(
+                        format!("rollout.candidate.providers[{i}]"),
+                        format!("provider {p:?} is not configured"),
+                        format!("use one of: {}", names()),
+                    ));
+                }
+            }
+            for (model, per_provider) in &rollout.candidate.models {
+                for p in per_provider.keys() {
+                    if !known(p) {
+                        return Err(ConfigError::new(
+                            format!("rollout.candidate.models.{model}.{p}"),
+                            format!("provider {p:?} is not configured"),
+                            format!("use one of: {}", names()),
+                        ));
+                    }
                 }
             }
         }

@@ -25,12 +25,13 @@
 
 mod build;
 mod config;
+pub mod eval;
 pub mod simulate;
 
 pub use build::Switchboard;
 pub use config::{
     AdmissionConfig, BudgetConfig, Config, ConfigError, DegradeConfig, KeyConfig, OnBlock,
-    ProviderConfig, ServerConfig, ThresholdsConfig,
+    ProviderConfig, RolloutSection, ServerConfig, ThresholdsConfig,
 };
 
 pub use switchboard_breaker as breaker;

@@ -170,3 +170,34 @@ async fn blocked_requests_of_an_enqueueing_tier_run_when_the_window_resets() {
         other => panic!("expected the job done after the window reset, got {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_configured_rollout_starts_at_its_first_stage_and_shows_in_status() {
+    let config = Config::from_toml(&format!(
+        r#"{MINIMAL}
+[rollout.candidate]
+providers = ["a"]
+models.fast = {{ a = "m2" }}
+[rollout.settings]
+stages = [5, 50, 100]
+min_requests = 10
+min_duration_secs = 1
+min_candidate_samples = 1
+"#
+    ))
+    .unwrap();
+    let sb = Switchboard::build(&config).unwrap();
+    let handle = sb.rollout().expect("a rollout handle").clone();
+    assert_eq!(handle.stages(), &[5, 50, 100]);
+    let status = sb.status();
+    assert!(status["rollout"].is_object(), "{status}");
+    assert!(
+        sb.models().iter().any(|m| m == "m2"),
+        "candidate models are servable"
+    );
+
+    let e = error(&format!(
+        "{MINIMAL}\n[rollout.candidate]\nproviders = [\"zz\"]\n"
+    ));
+    assert_eq!(e.key, "rollout.candidate.providers[0]");
+}
