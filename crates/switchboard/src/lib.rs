@@ -25,7 +25,6 @@
 
 mod build;
 mod config;
-pub mod eval;
 pub mod simulate;
 
 pub use build::Switchboard;
