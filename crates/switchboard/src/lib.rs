@@ -25,6 +25,7 @@
 
 mod build;
 mod config;
+pub mod eval;
 pub mod simulate;
 
 pub use build::Switchboard;
