@@ -5,6 +5,7 @@
 //! switchboard serve --config switchboard.toml [--listen 0.0.0.0:8080]
 //! switchboard check-config --config switchboard.toml
 //! switchboard simulate --demo --scenario scenario.toml
+//! switchboard eval --config switchboard.toml --gold gold.jsonl --min-pass 0.97
 //! ```
 
 use std::net::SocketAddr;
@@ -16,6 +17,8 @@ use clap::{Parser, Subcommand};
 use switchboard::{Config, Switchboard};
 use switchboard_core::TenantId;
 use switchboard_gateway::{Gateway, GatewayKeys};
+
+mod eval_command;
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +64,9 @@ enum Command {
         #[arg(long)]
         scenario: PathBuf,
     },
+    /// Run a gold set through the stack (or a running gateway) and gate on its pass rate,
+    /// overall and per category. Exit codes: 0 pass, 1 gate failed, 2 usage or config error.
+    Eval(Box<eval_command::EvalArgs>),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +78,9 @@ fn main() -> ExitCode {
     } = &cli.command
     {
         return exit(simulate(config.as_deref(), *demo, scenario));
+    }
+    if let Command::Eval(args) = &cli.command {
+        return ExitCode::from(eval_command::run(args));
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -105,7 +114,7 @@ fn main() -> ExitCode {
                 };
                 serve(config, listen, demo).await
             }
-            Command::Simulate { .. } => Ok(()),
+            Command::Simulate { .. } | Command::Eval(_) => Ok(()),
             Command::CheckConfig { config } => {
                 let path = config.display().to_string();
                 let config = load(&config)?;
