@@ -220,9 +220,15 @@ async fn metrics_move_for_success_timeout_hedge_failover_and_degraded_answers() 
     let cancelled = [
         ("provider", "slow"),
         ("model", "gpt-4o"),
+        ("kind", "primary"),
         ("outcome", "cancelled"),
     ];
     assert_eq!(value(&text, "switchboard_attempts_total", &cancelled), 1.0);
+    let hedge_attempt = h(&[("kind", "hedge"), ("outcome", "ok")]);
+    assert_eq!(
+        value(&text, "switchboard_attempts_total", &hedge_attempt),
+        1.0
+    );
 
     // Failover: `broken` answers 503, `fast` takes over at once.
     let failed = ("reason", "broken_upstream_server_error");
@@ -250,8 +256,18 @@ async fn metrics_move_for_success_timeout_hedge_failover_and_degraded_answers() 
         value(&text, "switchboard_degraded_total", &f_with(&[why])),
         1.0
     );
-    let broken = [("provider", "broken"), ("outcome", "error"), failed];
+    let broken = [
+        ("provider", "broken"),
+        ("kind", "primary"),
+        ("outcome", "error"),
+        failed,
+    ];
     assert_eq!(value(&text, "switchboard_attempts_total", &broken), 1.0);
+    let failover_attempt = f_with(&[("kind", "failover"), ("outcome", "ok")]);
+    assert_eq!(
+        value(&text, "switchboard_attempts_total", &failover_attempt),
+        1.0
+    );
 
     // Four calls, four outcomes; only the stalled provider timed out.
     assert_eq!(value(&text, "switchboard_requests_total", &[]), 4.0);

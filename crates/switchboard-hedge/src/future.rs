@@ -329,6 +329,8 @@ where
                         request.body_mut().model = target.model.clone();
                     }
                     request.extensions_mut().insert(target.clone());
+                    // Per-attempt layers (metrics) tell hedges and failovers apart by it.
+                    request.extensions_mut().insert(kind);
                     *this.service_ready = false;
                     let future = this.service.call(request);
                     let index = this.attempts.push(Attempt {

@@ -46,7 +46,7 @@
 //! | `switchboard_first_token_duration_seconds` | histogram | `provider`, `model`, `tier`, `scene` |
 //! | `switchboard_attempt_first_token_duration_seconds` | histogram | `provider`, `model`, `tier`, `scene` |
 //! | `switchboard_requests_total` | counter | `provider`, `model`, `tier`, `scene`, `outcome` (`ok`, `degraded`, `error`, `cancelled`), `reason` |
-//! | `switchboard_attempts_total` | counter | `provider`, `model`, `tier`, `scene`, `outcome` (`ok`, `error`, `cancelled`), `reason` |
+//! | `switchboard_attempts_total` | counter | `provider`, `model`, `tier`, `scene`, `kind` (`primary`, `hedge`, `failover`), `outcome` (`ok`, `error`, `cancelled`), `reason` |
 //! | `switchboard_timeouts_total` | counter | `provider`, `model`, `tier`, `scene`, `phase`, `scope` (`attempt`, `call`) |
 //! | `switchboard_hedges_total` | counter | `provider`, `model`, `tier`, `scene`, `won` |
 //! | `switchboard_fallbacks_total` | counter | `provider`, `model`, `tier`, `scene`, `reason` |
@@ -65,7 +65,7 @@
 //!
 //! `switchboard.request` (fields `tier`, `scene`, `model`, `trace_id`, then `provider`,
 //! `outcome`, `reason`) lives from the call to the end of the answer's stream;
-//! `switchboard.attempt` (`provider`, `model`, `tier`, `outcome`, `reason`) from an
+//! `switchboard.attempt` (`provider`, `model`, `kind`, `tier`, `outcome`, `reason`) from an
 //! attempt's start to its first token, as a child of the request's span.
 #![forbid(unsafe_code)]
 #![warn(

@@ -321,6 +321,7 @@ pub(crate) struct AttemptRecord {
     telemetry: Telemetry,
     provider: ProviderId,
     model: String,
+    kind: &'static str,
     labels: Labels,
     start: Instant,
     span: Span,
@@ -331,10 +332,17 @@ impl AttemptRecord {
     pub(crate) fn start(telemetry: Telemetry, provider: ProviderId, request: &ChatRequest) -> Self {
         let labels = Labels::of(request);
         let model = request.body().model.clone();
+        // Set by the hedge layer on each attempt; without one, an attempt is the first.
+        let kind = match request.extensions().get::<AttemptKind>() {
+            None | Some(AttemptKind::Primary) => "primary",
+            Some(AttemptKind::Hedge) => "hedge",
+            Some(AttemptKind::Failover) => "failover",
+        };
         let span = tracing::info_span!(
             "switchboard.attempt",
             provider = provider.as_str(),
             model = %model,
+            kind,
             tier = labels.tier,
             outcome = tracing::field::Empty,
             reason = tracing::field::Empty,
@@ -343,6 +351,7 @@ impl AttemptRecord {
             telemetry,
             provider,
             model,
+            kind,
             labels,
             start: Instant::now(),
             span,
@@ -359,6 +368,7 @@ impl AttemptRecord {
         let m = self.telemetry.instruments();
         let labels = self.labels.switchboard(self.provider.as_str(), &self.model);
         let mut attrs = labels.clone();
+        attrs.push(KeyValue::new("kind", self.kind));
         match result {
             Ok(()) => {
                 m.attempt_first_token
@@ -389,6 +399,7 @@ impl Drop for AttemptRecord {
         if !self.done {
             // Another attempt won, or the call ended: the upstream request was cancelled.
             let mut attrs = self.labels.switchboard(self.provider.as_str(), &self.model);
+            attrs.push(KeyValue::new("kind", self.kind));
             attrs.push(KeyValue::new("outcome", "cancelled"));
             self.telemetry.instruments().attempts.add(1, &attrs);
             self.span.record("outcome", "cancelled");

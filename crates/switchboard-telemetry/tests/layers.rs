@@ -371,7 +371,9 @@ async fn attempts_record_outcomes_timeouts_and_cancellation() {
         .call(request("times-out"))
         .await;
     // A hedge won elsewhere: this attempt's future is dropped before it resolves.
-    let cancelled = attempt.ready().await.unwrap().call(request("gpt-4o"));
+    let mut hedge = request("gpt-4o");
+    hedge.extensions_mut().insert(AttemptKind::Hedge);
+    let cancelled = attempt.ready().await.unwrap().call(hedge);
     assert!(
         tokio::time::timeout(Duration::from_millis(100), cancelled)
             .await
@@ -390,6 +392,13 @@ async fn attempts_record_outcomes_timeouts_and_cancellation() {
         value(&text, "switchboard_attempts_total", &o("cancelled")),
         1.0
     );
+    let kind = |kind| [("provider", "openai"), ("kind", kind)];
+    assert_eq!(
+        value(&text, "switchboard_attempts_total", &kind("primary")),
+        2.0
+    );
+    let hedge = [("kind", "hedge"), ("outcome", "cancelled")];
+    assert_eq!(value(&text, "switchboard_attempts_total", &hedge), 1.0);
     let t = [
         ("phase", "first_token"),
         ("scope", "attempt"),
