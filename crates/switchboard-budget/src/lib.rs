@@ -117,8 +117,8 @@ pub use jobs::{Job, JobFuture, JobQueue, JobStatus, JobWorker, MemoryJobQueue, Q
 #[cfg(feature = "redis")]
 pub use ledger::RedisLedger;
 pub use ledger::{
-    Account, Books, Caps, Hold, Ledger, MemoryLedger, MemoryLedgerBuilder, Refusal, Scope,
-    ScopeSpend,
+    Account, Books, Caps, Hold, LeasedLedger, LeasedReserve, Ledger, MemoryLedger,
+    MemoryLedgerBuilder, Refusal, Scope, ScopeSpend,
 };
 pub use policy::{
     BlockAction, CACHED_ANSWER, CHEAPER_MODEL, CONTEXT_TRIMMED, CapAction, Degrade, ENQUEUED,

@@ -195,6 +195,7 @@ impl MemoryLedger {
             amount,
             scopes: taken,
             resets_in,
+            lease: None,
         })
     }
 

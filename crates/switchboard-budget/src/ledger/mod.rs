@@ -1,6 +1,7 @@
 //! Ledgers: where spend is reserved, committed and refunded against per-window caps.
 
 mod bucket;
+mod lease;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -14,6 +15,7 @@ use switchboard_core::{Cost, Error, TenantId, Tier};
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisLedger;
+pub use lease::{LeasedLedger, LeasedReserve};
 pub use memory::{Books, MemoryLedger, MemoryLedgerBuilder};
 
 /// What a budget is kept for.
@@ -39,7 +41,7 @@ impl fmt::Display for Scope {
 }
 
 /// Who a request is charged to: every capped scope it falls in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Account {
     /// The request's tier.
     pub tier: Tier,
@@ -124,6 +126,8 @@ pub struct Hold {
     pub(crate) amount: Cost,
     pub(crate) scopes: Vec<ScopeSpend>,
     pub(crate) resets_in: Duration,
+    /// The lease a [`LeasedLedger`] served the hold from.
+    pub(crate) lease: Option<lease::LeaseRef>,
 }
 
 impl Hold {

@@ -11,7 +11,7 @@ use redis::{RedisResult, Script};
 use switchboard_core::Cost;
 use tokio::sync::Notify;
 
-use super::{Account, Books, Caps, Hold, Ledger, Refusal, Scope, ScopeSpend};
+use super::{Account, Books, Caps, Hold, LeasedLedger, Ledger, Refusal, Scope, ScopeSpend};
 
 /// Checks every scope and reserves in all of them, or in none, in one atomic script.
 /// The window comes from the server's clock, so replicas agree on it.
@@ -152,6 +152,13 @@ impl RedisLedger {
         &self.caps
     }
 
+    /// This ledger behind a local lease of budget slices of `slice`: most reservations
+    /// are then served in process, one round trip per slice (see [`LeasedLedger`] for
+    /// the trade-off).
+    pub fn leased(self, slice: Cost) -> LeasedLedger<Self> {
+        LeasedLedger::new(self, slice)
+    }
+
     fn window_ms(&self) -> u64 {
         u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX)
     }
@@ -248,6 +255,7 @@ impl RedisLedger {
             amount,
             scopes: spends,
             resets_in: Duration::from_millis(int(2)),
+            lease: None,
         })
     }
 
