@@ -1,5 +1,6 @@
 //! The Redis ledger against a real `redis-server`: several replicas, a thousand
-//! concurrent reservations, zero overshoot; and the check-then-act gate it replaces.
+//! concurrent reservations, zero overshoot (directly and through leased slices); and
+//! the check-then-act gate it replaces.
 //!
 //! Each test starts its own `redis-server` on an ephemeral loopback port, or uses
 //! `SWITCHBOARD_TEST_REDIS_URL`. Without either, the tests skip with a loud message,
@@ -13,7 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use switchboard_budget::{Account, BudgetLayer, Caps, Hold, Ledger, RedisLedger, Scope};
+use switchboard_budget::{
+    Account, BudgetLayer, Caps, Hold, LeasedLedger, Ledger, RedisLedger, Scope,
+};
 use switchboard_core::{ChatBody, ChatRequest, Cost, Message, ProviderId, TenantId, Tier};
 use switchboard_sim::{Answer, SimConfig, SimProvider};
 use tokio::sync::Barrier;
@@ -212,6 +215,148 @@ async fn four_replicas_and_a_thousand_concurrent_reservations_never_overshoot() 
             "each window keeps only the committed half"
         );
     }
+}
+
+/// The same load through four replicas that each lease slices of ten requests: zero
+/// overshoot, early refusals bounded by slice × replicas, unused slices returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_leased_replicas_and_a_thousand_concurrent_reservations_never_overshoot() {
+    let Some(server) = redis() else { return };
+    let prefix = unique_prefix("leased");
+    let amount = 1_000u64;
+    let cap = 300 * amount;
+    let slice = 10 * amount;
+    let caps = Caps::new().global(n(cap)).every_tenant(n(cap * 2));
+    let ledgers: Vec<LeasedLedger<RedisLedger>> = replicas(&server, &prefix, caps, 4)
+        .await
+        .into_iter()
+        .map(|r| r.leased(n(slice)))
+        .collect();
+    let barrier = Arc::new(Barrier::new(1_000));
+    let tasks: Vec<_> = (0..1_000)
+        .map(|i| {
+            let ledger = ledgers[i % 4].clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                ledger
+                    .reserve(&l1(), n(amount))
+                    .await
+                    .ok()
+                    .map(|hold| (i % 4, hold))
+            })
+        })
+        .collect();
+    let mut holds: Vec<(usize, Hold)> = Vec::new();
+    for t in tasks {
+        if let Some(h) = t.await.unwrap() {
+            holds.push(h);
+        }
+    }
+    let mut per_window = std::collections::HashMap::<u64, u64>::new();
+    for (_, hold) in &holds {
+        *per_window.entry(hold.window()).or_default() += amount;
+    }
+    for (window, admitted) in &per_window {
+        let spent = ledgers[0]
+            .inner()
+            .spent(*window, &Scope::Global)
+            .await
+            .unwrap();
+        assert!(spent <= n(cap), "window {window}: {spent:?} against {cap}");
+        assert!(
+            *admitted <= spent.as_nanos(),
+            "window {window}: {admitted} admitted beyond the {spent:?} reserved"
+        );
+    }
+    if per_window.len() == 1 {
+        let admitted = holds.len() as u64 * amount;
+        assert!(
+            admitted >= cap - 4 * slice,
+            "early refusals bounded by slice × replicas: {admitted} of {cap}"
+        );
+    }
+    let mut committed = 0;
+    for (k, (replica, hold)) in holds.into_iter().enumerate() {
+        let actual = (k as u64 * 13) % (amount + 1);
+        committed += actual;
+        ledgers[replica].settle(hold, n(actual));
+    }
+    for ledger in &ledgers {
+        ledger.return_leases();
+        assert_eq!(ledger.leases(), 0);
+    }
+    for ledger in &ledgers {
+        ledger.inner().settled().await;
+    }
+    let books = ledgers[2].inner().books().await.unwrap();
+    assert_eq!(books.outstanding, Cost::ZERO, "every slice came back");
+    assert_eq!(books.open_holds, 0);
+    assert_eq!(books.committed, n(committed), "committed = sum of actuals");
+    let mut spent = 0;
+    for window in per_window.keys() {
+        spent += ledgers[1]
+            .inner()
+            .spent(*window, &Scope::Global)
+            .await
+            .unwrap()
+            .as_nanos();
+    }
+    assert_eq!(spent, committed, "the windows keep only what was committed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leased_slice_goes_back_at_the_end_of_its_window() {
+    let Some(server) = redis() else { return };
+    let prefix = unique_prefix("lease_window");
+    let ledger = RedisLedger::connect(&server.url, Caps::new().global(n(1_000)))
+        .await
+        .unwrap()
+        .prefix(&prefix)
+        .window(Duration::from_secs(1))
+        .leased(n(300));
+    // Start at the beginning of a window, so both reservations fall in it.
+    tokio::time::sleep(until_after(ledger.inner(), 0).await).await;
+    let first = ledger.reserve(&l1(), n(100)).await.unwrap();
+    let window = first.window();
+    assert_eq!(
+        ledger.inner().spent(window, &Scope::Global).await.unwrap(),
+        n(300),
+        "one slice reserved in Redis"
+    );
+    let second = ledger.reserve(&l1(), n(150)).await.unwrap();
+    assert_eq!(second.window(), window, "served from the same slice");
+    ledger.settle(first, n(40));
+    ledger.settle(second, n(150));
+    tokio::time::sleep(until_after(ledger.inner(), window).await).await;
+    assert_eq!(ledger.leases(), 0, "the lease ended with its window");
+    ledger.inner().settled().await;
+    assert_eq!(
+        ledger.inner().spent(window, &Scope::Global).await.unwrap(),
+        n(190),
+        "the unused 110 went back"
+    );
+    let next = ledger.reserve(&l1(), n(10)).await.unwrap();
+    assert!(next.window() > window, "a fresh slice in a new window");
+    ledger.settle(next, n(10));
+    ledger.return_leases();
+    ledger.inner().settled().await;
+    let books = ledger.inner().books().await.unwrap();
+    assert_eq!((books.outstanding, books.open_holds), (Cost::ZERO, 0));
+    assert_eq!(books.committed, n(200));
+}
+
+/// Time until a window after `window` (and after the current one) has begun, plus a
+/// margin for the lease's timer.
+async fn until_after(ledger: &RedisLedger, window: u64) -> Duration {
+    let probe = ledger.reserve(&l1(), Cost::ZERO).await.unwrap();
+    let wait = if window > 0 && probe.window() > window {
+        Duration::ZERO
+    } else {
+        probe.resets_in()
+    };
+    ledger.settle(probe, Cost::ZERO);
+    wait + Duration::from_millis(50)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
