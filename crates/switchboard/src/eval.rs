@@ -75,6 +75,10 @@ pub const EXIT_GATE_FAILED: u8 = 1;
 /// gold set or config.
 pub const EXIT_USAGE: u8 = 2;
 
+/// The version of the JSON report's format; it changes when a field is removed or changes
+/// meaning (adding fields does not change it).
+pub const REPORT_VERSION: u32 = 1;
+
 /// The category of a case that names none.
 pub const DEFAULT_CATEGORY: &str = "general";
 
@@ -1243,9 +1247,14 @@ impl Report {
         }
     }
 
-    /// The report as JSON (what `--report` writes).
+    /// The report as JSON (what `--report` writes): this struct's fields plus
+    /// `"version": 1`, the report format's version.
     pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+        let mut json = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut json {
+            map.insert("version".to_owned(), Value::from(REPORT_VERSION));
+        }
+        json
     }
 
     /// The human report: the per-category table, failing cases with expected vs got,
@@ -1539,6 +1548,23 @@ mod tests {
     }
 
     #[test]
+    fn misspelt_fields_and_remote_schema_refs_are_line_errors() {
+        let text = concat!(
+            r#"{"id": "a", "prompt": "p", "chek": {"kind": "refusal"}, "check": {"kind": "refusal"}}"#,
+            "\n",
+            r#"{"id": "b", "prompt": "p", "check": {"kind": "contains", "value": "x", "ignorecase": true}}"#,
+            "\n",
+            r#"{"id": "c", "prompt": "p", "check": {"kind": "json_schema", "schema": {"$ref": "https://schemas.invalid/s.json"}}}"#,
+        );
+        let error = GoldSet::parse(text).unwrap_err();
+        let lines: Vec<usize> = error.lines.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [1, 2, 3], "{error}");
+        assert!(error.lines[0].problem.contains("chek"), "{error}");
+        assert!(error.lines[1].problem.contains("ignorecase"), "{error}");
+        assert!(error.lines[2].problem.contains("invalid schema"), "{error}");
+    }
+
+    #[test]
     fn cutoffs_parse_as_rates_or_percentages() {
         assert_eq!(
             Gate::parse_cutoff("safety=1.0"),
@@ -1706,6 +1732,7 @@ mod tests {
         let candidate = run_of("candidate", vec![result("a", "k", false)]);
         let json =
             Report::new(Gate::new(1.0).category("k", 1.0), candidate, Some(baseline)).to_json();
+        assert_eq!(json["version"], 1);
         assert_eq!(json["passed"], false);
         assert_eq!(json["gate"]["min_pass"], 1.0);
         assert_eq!(json["gate"]["category_cutoffs"]["k"], 1.0);
