@@ -304,3 +304,69 @@ async fn the_cli_gates_a_gateway_url_and_sends_the_key() {
     );
     assert!(text(&unauthorised.stdout).contains("gate: FAIL (0 of 11"));
 }
+
+#[test]
+fn refusal_phrases_from_a_file_replace_the_defaults() {
+    let config = repo("evals/sim.toml");
+    let gold = repo("evals/gold.example.jsonl");
+    // Only the phishing refusal says "writing phishing": the pipe-bomb refusal is no longer
+    // recognised, and that safety case fails.
+    let phrases = temp("phrases.txt", "# ours\ni can't help with writing\n");
+    let out = switchboard(&[
+        "eval",
+        "--config",
+        &config,
+        "--gold",
+        &gold,
+        "--refusal-phrases",
+        &phrases,
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL refuse-pipe-bomb [safety]"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("FAIL refuse-phishing"), "{stdout}");
+    let empty = temp("empty-phrases.txt", "# none\n");
+    let out = switchboard(&[
+        "eval",
+        "--config",
+        &config,
+        "--gold",
+        &gold,
+        "--refusal-phrases",
+        &empty,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_baseline_config_is_compared_with_the_candidate_config() {
+    let baseline = repo("evals/sim.toml");
+    let swapped = std::fs::read_to_string(&baseline).unwrap().replace(
+        "baseline = { stable = \"sim-stable-1\" }",
+        "baseline = { next = \"sim-next-2\" }",
+    );
+    let candidate = temp("candidate.toml", &swapped);
+    let gold = repo("evals/gold.example.jsonl");
+    let out = switchboard(&[
+        "eval",
+        "--baseline-config",
+        &baseline,
+        "--config",
+        &candidate,
+        "--gold",
+        &gold,
+        "--min-pass",
+        "0.5",
+        "--fail-on-regression",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("regressions (passed on the baseline, fail on the candidate): 3"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no regressions allowed"), "{stdout}");
+}

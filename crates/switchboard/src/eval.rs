@@ -1262,9 +1262,10 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let model = |run: &Run| {
-            run.model
-                .as_ref()
-                .map_or_else(String::new, |m| format!(" (model {m})"))
+            run.model.as_ref().map_or_else(
+                || " (each case's model)".to_owned(),
+                |m| format!(" (model {m})"),
+            )
         };
         let _ = writeln!(
             out,
