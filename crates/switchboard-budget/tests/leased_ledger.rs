@@ -232,6 +232,19 @@ async fn one_round_trip_per_slice_and_the_last_slice_is_reserved_request_by_requ
     let big = ledger.reserve(&account(1), n(11)).await;
     assert!(big.is_err(), "the cap is spent");
     assert_eq!(shared.books().committed, n(25));
+    assert_eq!(remote.calls.load(Ordering::Relaxed), 10);
+    // The next window: slices again.
+    tokio::time::sleep(HOUR).await;
+    assert_eq!(ledger.leases(), 0);
+    let hold = ledger.reserve(&acme, n(1)).await.unwrap();
+    assert_eq!((hold.window(), ledger.leases()), (1, 1));
+    assert_eq!(
+        shared.spent(&Scope::Global),
+        n(10),
+        "one slice in the new window"
+    );
+    ledger.settle(hold, n(1));
+    assert_eq!(remote.calls.load(Ordering::Relaxed), 11);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]

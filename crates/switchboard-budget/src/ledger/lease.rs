@@ -251,13 +251,14 @@ impl<L: Ledger> Shared<L> {
         self.accounts.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Retires an account's lease at its window's end, if it is still the current one.
-    fn expire(&self, account: &Account, lease: &Arc<Lease<L>>) {
+    /// Forgets what the account is served from if `is_it` still says it is current;
+    /// the slot goes with it unless a refill holds its lock.
+    fn clear(&self, account: &Account, is_it: impl Fn(&Current<L>) -> bool) {
         let mut accounts = self.write();
         let Some(slot) = accounts.get_mut(account) else {
             return;
         };
-        if matches!(&slot.current, Current::Lease(l) if Arc::ptr_eq(l, lease)) {
+        if is_it(&slot.current) {
             // Nobody can clone the refill lock while we hold the map for writing.
             if Arc::strong_count(&slot.refill) == 1 {
                 accounts.remove(account);
@@ -265,8 +266,6 @@ impl<L: Ledger> Shared<L> {
                 slot.current = Current::None;
             }
         }
-        drop(accounts);
-        lease.retire();
     }
 }
 
@@ -498,7 +497,7 @@ impl<L: Ledger> LeasedLedger<L> {
                     .take(amount.as_nanos())
                     .map(|free| local_hold(&lease, amount.as_nanos(), free, now));
                 self.install(&account, Current::Lease(lease.clone()));
-                self.expire_later(account.clone(), &lease);
+                self.clear_later(account.clone(), lease.expires, Some(&lease));
                 match local {
                     Some(hold) => Ok(hold),
                     // Only if the slice is already past its window: reserve directly.
@@ -509,26 +508,39 @@ impl<L: Ledger> LeasedLedger<L> {
             Err(refusal) => {
                 let until = sent + refusal.retry_after.unwrap_or(DIRECT_WITHOUT_RETRY);
                 self.install(&account, Current::Direct(until));
+                self.clear_later(account.clone(), until, None);
                 ledger.reserve(&account, amount).await
             }
         }
     }
 
-    /// Retires the lease at its window's end (needs a tokio runtime; without one the
-    /// next reservation after the end replaces it).
-    fn expire_later(&self, account: Account, lease: &Arc<Lease<L>>) {
+    /// Retires the lease at its window's end, or forgets the account's direct mode at
+    /// its end (needs a tokio runtime; without one the next reservation after the end
+    /// replaces either).
+    fn clear_later(&self, account: Account, at: Instant, lease: Option<&Arc<Lease<L>>>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let shared: Weak<Shared<L>> = Arc::downgrade(&self.shared);
-        let lease: Weak<Lease<L>> = Arc::downgrade(lease);
-        let Some(expires) = lease.upgrade().map(|l| l.expires) else {
-            return;
-        };
+        let lease: Option<Weak<Lease<L>>> = lease.map(Arc::downgrade);
         runtime.spawn(async move {
-            tokio::time::sleep_until(expires).await;
-            if let (Some(shared), Some(lease)) = (shared.upgrade(), lease.upgrade()) {
-                shared.expire(&account, &lease);
+            tokio::time::sleep_until(at).await;
+            let Some(shared) = shared.upgrade() else {
+                return; // dropped: every lease was retired then
+            };
+            match lease {
+                Some(lease) => {
+                    let Some(lease) = lease.upgrade() else { return };
+                    shared.clear(
+                        &account,
+                        |c| matches!(c, Current::Lease(l) if Arc::ptr_eq(l, &lease)),
+                    );
+                    lease.retire();
+                }
+                None => shared.clear(
+                    &account,
+                    |c| matches!(c, Current::Direct(until) if *until == at),
+                ),
             }
         });
     }
