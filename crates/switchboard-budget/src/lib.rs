@@ -70,6 +70,7 @@
 //! |---|---|
 //! | [`Caps`] (global, per tier, per tenant, every tenant) | none: uncapped scopes are not tracked |
 //! | window ([`MemoryLedgerBuilder::window`], `RedisLedger::window`) | 1 minute, fixed |
+//! | lease of budget slices ([`LeasedLedger`], `RedisLedger::leased`) | off: each reservation goes to the ledger; no default slice when on (≈ cap / (10 × replicas) bounds early refusals at 10 %) |
 //! | [`Thresholds`] per tier (warn / degrade / block, % of cap) | 80 / 90 / 100 (100 = only the hard cap blocks) |
 //! | [`Degrade`] steps | none |
 //! | [`exempt_from_degrade`](BudgetLayerBuilder::exempt_from_degrade) | L0 exempt |
@@ -80,13 +81,25 @@
 //! | output bound without `max_tokens` | the model's limit, else 16,384 tokens |
 //! | expected output | learned p90 per scene after 50 samples, else `max_tokens`, else 1,024 |
 //!
+//! # Several gateway replicas
+//!
+//! `RedisLedger` (feature `redis`) keeps one ledger for every replica: one Lua script
+//! round trip per reservation. For more admissions per second than that allows, wrap
+//! it in a [`LeasedLedger`] (`RedisLedger::leased(slice)`): each replica reserves a slice
+//! of the cap in one round trip and serves the reservations that fit from it in process
+//! (one compare-and-swap), returning what it did not use when the slice retires (a new
+//! slice, the window's end, [`LeasedLedger::return_leases`], or drop). The hard cap still
+//! holds across replicas; the cost is that an unused slice can make another replica
+//! refuse early, by at most about slice × replicas.
+//!
 //! Money is integer nano-dollars ([`Cost`](switchboard_core::Cost)) throughout.
 //!
 //! # Features
 //!
 //! - `tokenizer` (default): exact OpenAI counts with `bpe-openai`. Without it every
 //!   count is the byte length (a bound that never undercounts).
-//! - `redis`: `RedisLedger`, shared by gateway replicas.
+//! - `redis`: `RedisLedger`, shared by gateway replicas (optionally leased in slices),
+//!   and `RedisJobQueue`.
 //! - `loom`: the loom model checks of the ledger's atomics
 //!   (`cargo test -p switchboard-budget --features loom --lib loom`).
 #![forbid(unsafe_code)]
