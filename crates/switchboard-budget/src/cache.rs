@@ -1,13 +1,41 @@
-//! [`ResponseCache`]: exact-match answers for blocked requests.
+//! [`ResponseCache`]: exact-match answers for blocked requests, and [`AnswerCache`],
+//! what the budget layer needs of a cache (in memory or shared).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_core::Stream;
 use switchboard_core::{ChatBody, ChatEvent, ChatResponse, Error, ProviderId};
 use tokio::time::Instant;
+
+/// The future of a cache lookup.
+pub type CacheFuture = Pin<Box<dyn Future<Output = Option<ChatResponse>> + Send + 'static>>;
+
+/// An exact-match answer cache the budget layer answers blocked requests from
+/// ([`BlockAction::Cache`](crate::BlockAction::Cache)) and stores complete answers in.
+/// Implemented by [`ResponseCache`] (in memory) and `RedisResponseCache` (feature
+/// `redis`, shared by replicas).
+pub trait AnswerCache: fmt::Debug + Send + Sync + 'static {
+    /// A replay of the stored answer to `body`, if fresh.
+    fn lookup(&self, body: &ChatBody) -> CacheFuture;
+
+    /// Stores a complete answer to `body` (a shared cache stores it in the background).
+    fn store(&self, body: &ChatBody, provider: ProviderId, model: String, events: Vec<ChatEvent>);
+}
+
+impl AnswerCache for ResponseCache {
+    fn lookup(&self, body: &ChatBody) -> CacheFuture {
+        Box::pin(std::future::ready(self.get(body)))
+    }
+
+    fn store(&self, body: &ChatBody, provider: ProviderId, model: String, events: Vec<ChatEvent>) {
+        self.insert(body, provider, model, events);
+    }
+}
 
 /// An in-memory exact-match response cache with a TTL and a size bound.
 ///
@@ -143,6 +171,11 @@ pub(crate) struct Replay {
 }
 
 impl Replay {
+    /// Replays `events`.
+    pub(crate) fn new(events: Arc<[ChatEvent]>) -> Self {
+        Self { events, next: 0 }
+    }
+
     /// No events: the stream of an answer that is not coming now.
     pub(crate) fn empty() -> Self {
         Self {

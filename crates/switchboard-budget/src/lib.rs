@@ -119,11 +119,13 @@ mod ledger;
 mod policy;
 mod prices;
 #[cfg(feature = "redis")]
+mod redis_cache;
+#[cfg(feature = "redis")]
 mod redis_jobs;
 mod tokenize;
 
 pub use budget::{Budget, BudgetLayer, BudgetLayerBuilder, ResponseFuture, SettledEvents};
-pub use cache::ResponseCache;
+pub use cache::{AnswerCache, CacheFuture, ResponseCache};
 pub use estimate::{Estimate, EstimateFuture, EstimateLayer, ObservedEvents};
 pub use estimator::{Estimator, EstimatorBuilder};
 pub use jobs::{Job, JobFuture, JobQueue, JobStatus, JobWorker, MemoryJobQueue, QueueError, Step};
@@ -138,6 +140,8 @@ pub use policy::{
     MAX_TOKENS_CAPPED, RequestCap, TEMPERATURE_LOWERED, Thresholds,
 };
 pub use prices::shipped_prices;
+#[cfg(feature = "redis")]
+pub use redis_cache::RedisResponseCache;
 #[cfg(feature = "redis")]
 pub use redis_jobs::RedisJobQueue;
 pub use tokenize::{TokenCounting, count_chat};

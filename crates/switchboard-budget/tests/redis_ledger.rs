@@ -634,3 +634,175 @@ mod job_queue {
         assert_eq!(sim.stats().calls(), 1);
     }
 }
+
+mod response_cache {
+    use super::*;
+    use switchboard_budget::{BlockAction, MemoryLedger, RedisResponseCache};
+    use switchboard_core::Degraded;
+
+    fn body(text: &str) -> ChatBody {
+        ChatBody::new("gpt-4o-mini", vec![Message::user(text)]).max_tokens(50)
+    }
+
+    fn answer(text: &str) -> Vec<switchboard_core::ChatEvent> {
+        vec![
+            switchboard_core::ChatEvent::text(text),
+            switchboard_core::ChatEvent::Finish(switchboard_core::FinishReason::Stop),
+        ]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_stored_by_one_replica_answers_the_identical_request_on_another() {
+        let Some(server) = redis() else { return };
+        let prefix = unique_prefix("cache");
+        let ttl = Duration::from_secs(300);
+        let a = RedisResponseCache::connect(&server.url, ttl)
+            .await
+            .unwrap()
+            .prefix(&prefix);
+        let b = RedisResponseCache::connect(&server.url, ttl)
+            .await
+            .unwrap()
+            .prefix(&prefix);
+        assert!(b.get(&body("capital of France?")).await.is_none());
+        assert!(a.insert(
+            &body("capital of France?"),
+            ProviderId::OPENAI,
+            "gpt-4o-mini-2024-07-18".into(),
+            answer("Paris.")
+        ));
+        a.flushed().await;
+        let hit = b.get(&body("capital of France?")).await.expect("a hit");
+        assert_eq!(hit.provider(), &ProviderId::OPENAI);
+        assert_eq!(hit.collect().await.unwrap().text, "Paris.");
+        let mut streaming = body("capital of France?");
+        streaming.stream = true;
+        assert!(
+            b.get(&streaming).await.is_some(),
+            "the stream flag is not part of the key"
+        );
+        assert!(
+            b.get(&body("capital of Spain?")).await.is_none(),
+            "exact match only"
+        );
+        assert!(
+            b.get(&body("capital of France?").max_tokens(51))
+                .await
+                .is_none(),
+            "every field is part of the key"
+        );
+        let client = redis::Client::open(server.url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 1);
+        let ttl_ms: i64 = redis::cmd("PTTL")
+            .arg(&keys[0])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl_ms > 290_000 && ttl_ms <= 300_000, "TTL {ttl_ms} ms");
+        // An entry under the right hash but for another key (a collision) is a miss.
+        let stored: String = redis::cmd("GET")
+            .arg(&keys[0])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let forged = stored.replace("capital of France?", "capital of Italy?");
+        let _: () = redis::cmd("SET")
+            .arg(&keys[0])
+            .arg(forged)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(b.get(&body("capital of France?")).await.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn entries_expire_and_oversized_answers_are_not_stored() {
+        let Some(server) = redis() else { return };
+        let prefix = unique_prefix("cache_ttl");
+        let cache = RedisResponseCache::connect(&server.url, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .prefix(&prefix)
+            .max_entry_bytes(400);
+        assert!(cache.insert(&body("short"), ProviderId::OPENAI, "m".into(), answer("ok")));
+        assert!(
+            !cache.insert(
+                &body("long"),
+                ProviderId::OPENAI,
+                "m".into(),
+                answer(&"x".repeat(500))
+            ),
+            "over the entry size bound"
+        );
+        cache.flushed().await;
+        assert!(cache.get(&body("short")).await.is_some());
+        assert!(cache.get(&body("long")).await.is_none());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(cache.get(&body("short")).await.is_none(), "expired");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blocked_request_on_one_replica_is_answered_from_what_another_stored() {
+        let Some(server) = redis() else { return };
+        let prefix = unique_prefix("cache_layer");
+        let ttl = Duration::from_secs(60);
+        let stored_by = RedisResponseCache::connect(&server.url, ttl)
+            .await
+            .unwrap()
+            .prefix(&prefix);
+        let answered_by = RedisResponseCache::connect(&server.url, ttl)
+            .await
+            .unwrap()
+            .prefix(&prefix);
+        let sim = SimProvider::new(
+            ProviderId::OPENAI,
+            SimConfig::instant().answer(Answer::Fixed {
+                text: "Paris is the capital.".into(),
+            }),
+        );
+        let request = || {
+            let mut r = ChatRequest::new(body("capital of France?"));
+            r.extensions_mut().insert(Tier::L2);
+            r
+        };
+        // Replica A has budget: it answers and stores.
+        let mut a = BudgetLayer::builder(MemoryLedger::new(Caps::new().global(n(1_000_000_000))))
+            .on_block(Tier::L2, BlockAction::Cache)
+            .cache(stored_by.clone())
+            .build()
+            .layer(sim.clone());
+        let first = a.ready().await.unwrap().call(request()).await.unwrap();
+        assert_eq!(first.collect().await.unwrap().text, "Paris is the capital.");
+        stored_by.flushed().await;
+        // Replica B has none: the blocked request is answered from the shared cache.
+        let mut b = BudgetLayer::builder(MemoryLedger::new(Caps::new().global(n(1))))
+            .on_block(Tier::L2, BlockAction::Cache)
+            .cache(answered_by)
+            .build()
+            .layer(sim.clone());
+        let cached = b.ready().await.unwrap().call(request()).await.unwrap();
+        let degraded = cached.extensions().get::<Degraded>().cloned().unwrap();
+        assert!(
+            degraded
+                .iter()
+                .any(|s| s.reason == switchboard_budget::CACHED_ANSWER),
+            "{degraded:?}"
+        );
+        assert_eq!(
+            cached.collect().await.unwrap().text,
+            "Paris is the capital."
+        );
+        assert_eq!(sim.stats().calls(), 1, "the provider was called once");
+        // A request not in the cache is refused with the budget error.
+        let mut other = ChatRequest::new(body("capital of Spain?"));
+        other.extensions_mut().insert(Tier::L2);
+        let refused = b.ready().await.unwrap().call(other).await.unwrap_err();
+        assert_eq!(refused.reason(), "budget_exceeded");
+    }
+}

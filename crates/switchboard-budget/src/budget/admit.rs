@@ -9,11 +9,12 @@ use switchboard_core::{
 };
 
 use crate::budget::settle::Settlement;
+use crate::cache::CacheFuture;
 use crate::jobs::{FromQueue, Job, JobFuture, JobQueue, QueueError};
-use crate::policy::{CACHED_ANSWER, TierPolicy, cap_max_tokens};
+use crate::policy::{TierPolicy, cap_max_tokens};
 use crate::{
-    Account, BlockAction, CapAction, Degrade, Estimator, Hold, Ledger, Refusal, RequestCap,
-    ResponseCache,
+    Account, AnswerCache, BlockAction, CapAction, Degrade, Estimator, Hold, Ledger, Refusal,
+    RequestCap,
 };
 
 /// Everything the layer was configured with.
@@ -23,7 +24,7 @@ pub(crate) struct Policy {
     pub(crate) tiers: [TierPolicy; 3],
     pub(crate) degrade: Degrade,
     pub(crate) request_cap: Option<RequestCap>,
-    pub(crate) cache: Option<ResponseCache>,
+    pub(crate) cache: Option<Arc<dyn AnswerCache>>,
     pub(crate) jobs: Option<Arc<dyn JobQueue>>,
 }
 
@@ -44,8 +45,11 @@ pub(crate) struct Prepared {
 pub(crate) enum Verdict<L: Ledger> {
     /// Send it, settling through the guard.
     Send(ChatRequest, Settlement<L>, Option<BudgetStatus>, Degraded),
-    /// Answer without sending (blocked: an error or a cached answer).
+    /// Answer without sending (blocked: an error).
     Answer(Result<ChatResponse, Error>),
+    /// Blocked and looked up in the response cache: the lookup, the degradations so
+    /// far, the error to answer on a miss.
+    Lookup(CacheFuture, Degraded, Error),
     /// Blocked and being queued as a job: the submission, the model, the error to
     /// answer if the queue fails.
     Enqueue(
@@ -219,18 +223,13 @@ impl Policy {
             }
         }
         if action == BlockAction::Cache {
-            if let Some(mut answer) = self.cache.as_ref().and_then(|c| c.get(request.body())) {
-                let mut degraded = request
+            if let Some(cache) = &self.cache {
+                let degraded = request
                     .extensions()
                     .get::<Degraded>()
                     .cloned()
                     .unwrap_or_default();
-                degraded.push(
-                    CACHED_ANSWER,
-                    format!("answered from the response cache: {error}"),
-                );
-                answer.extensions_mut().insert(degraded);
-                return Verdict::Answer(Ok(answer));
+                return Verdict::Lookup(cache.lookup(request.body()), degraded, error);
             }
         }
         Verdict::Answer(Err(error))

@@ -12,9 +12,9 @@ use tower::Service;
 use crate::Ledger;
 use crate::budget::admit::{Policy, Prepared, Verdict};
 use crate::budget::settle::{SettledEvents, Settlement};
-use crate::cache::Replay;
+use crate::cache::{CacheFuture, Replay};
 use crate::jobs::{JobFuture, QueueError};
-use crate::policy::ENQUEUED;
+use crate::policy::{CACHED_ANSWER, ENQUEUED};
 
 pin_project! {
     /// The future of [`Budget`](crate::Budget): the reservation, then the inner call;
@@ -49,6 +49,10 @@ pin_project! {
         Enqueuing {
             submit: JobFuture<Result<String, QueueError>>,
             blocked: Option<(String, Degraded, Error)>,
+        },
+        LookingUp {
+            lookup: CacheFuture,
+            blocked: Option<(Degraded, Error)>,
         },
         Done {
             result: Option<Result<ChatResponse, Error>>,
@@ -143,6 +147,12 @@ where
                                 blocked: Some((model, degraded, error)),
                             });
                         }
+                        Verdict::Lookup(lookup, degraded, error) => {
+                            this.state.set(State::LookingUp {
+                                lookup,
+                                blocked: Some((degraded, error)),
+                            });
+                        }
                     }
                 }
                 StateProj::Calling {
@@ -211,6 +221,21 @@ where
                             tracing::error!(%queue_error, "could not enqueue a blocked request: rejecting it");
                             Err(error)
                         }
+                    });
+                }
+                StateProj::LookingUp { lookup, blocked } => {
+                    let found = ready!(lookup.as_mut().poll(cx));
+                    let (mut degraded, error) = blocked.take().expect("polled after completion");
+                    return Poll::Ready(match found {
+                        Some(mut answer) => {
+                            degraded.push(
+                                CACHED_ANSWER,
+                                format!("answered from the response cache: {error}"),
+                            );
+                            answer.extensions_mut().insert(degraded);
+                            Ok(answer)
+                        }
+                        None => Err(error),
                     });
                 }
                 StateProj::Done { result } => {

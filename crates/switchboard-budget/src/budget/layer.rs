@@ -7,7 +7,7 @@ use crate::budget::admit::Policy;
 use crate::budget::service::Budget;
 use crate::policy::TierPolicy;
 use crate::{
-    BlockAction, Degrade, Estimator, JobQueue, Ledger, RequestCap, ResponseCache, Thresholds,
+    AnswerCache, BlockAction, Degrade, Estimator, JobQueue, Ledger, RequestCap, Thresholds,
 };
 
 /// Gates spend: reserves each request's cost upper bound in a [`Ledger`], applies the
@@ -111,9 +111,10 @@ impl<L: Ledger> BudgetLayerBuilder<L> {
     }
 
     /// The response cache [`BlockAction::Cache`] answers from; complete answers are
-    /// stored in it. Default: none.
-    pub fn cache(mut self, cache: ResponseCache) -> Self {
-        self.policy.cache = Some(cache);
+    /// stored in it: a [`ResponseCache`](crate::ResponseCache) (in memory) or a shared one such as
+    /// `RedisResponseCache`. Default: none.
+    pub fn cache(mut self, cache: impl AnswerCache) -> Self {
+        self.policy.cache = Some(Arc::new(cache));
         self
     }
 

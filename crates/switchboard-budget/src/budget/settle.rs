@@ -11,7 +11,7 @@ use switchboard_core::{
     ChatBody, ChatEvent, Cost, CostEstimate, Error, EventStream, Price, ProviderId, Usage,
 };
 
-use crate::{Hold, Ledger, ResponseCache};
+use crate::{AnswerCache, Hold, Ledger};
 
 /// A hold and what is needed to price its call. Dropping it unsettled settles the
 /// partial cost (see [`Settlement::partial_cost`]).
@@ -26,7 +26,7 @@ pub(crate) struct Settlement<L: Ledger> {
 }
 
 struct Record {
-    cache: ResponseCache,
+    cache: Arc<dyn AnswerCache>,
     body: Arc<ChatBody>,
     answer: Option<(ProviderId, String)>,
     events: Vec<ChatEvent>,
@@ -37,7 +37,7 @@ impl<L: Ledger> Settlement<L> {
         ledger: L,
         hold: Hold,
         estimate: CostEstimate,
-        record: Option<(ResponseCache, Arc<ChatBody>)>,
+        record: Option<(Arc<dyn AnswerCache>, Arc<ChatBody>)>,
     ) -> Self {
         Self {
             ledger,
@@ -102,7 +102,7 @@ impl<L: Ledger> Settlement<L> {
         }
         if let Some(r) = self.record.take() {
             if let Some((provider, model)) = r.answer {
-                r.cache.insert(&r.body, provider, model, r.events);
+                r.cache.store(&r.body, provider, model, r.events);
             }
         }
     }
