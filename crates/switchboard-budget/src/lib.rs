@@ -99,7 +99,9 @@
 //! - `tokenizer` (default): exact OpenAI counts with `bpe-openai`. Without it every
 //!   count is the byte length (a bound that never undercounts).
 //! - `redis`: `RedisLedger`, shared by gateway replicas (optionally leased in slices),
-//!   and `RedisJobQueue`.
+//!   `RedisJobQueue`, and `RedisResponseCache` (the exact-match cache shared by
+//!   replicas: TTL by Redis expiry, a maximum entry size; any [`AnswerCache`] plugs into
+//!   [`BudgetLayerBuilder::cache`]).
 //! - `loom`: the loom model checks of the ledger's atomics
 //!   (`cargo test -p switchboard-budget --features loom --lib loom`).
 #![forbid(unsafe_code)]
