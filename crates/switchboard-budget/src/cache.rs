@@ -119,10 +119,7 @@ impl ResponseCache {
             entries.map.remove(key.as_str());
             return None;
         }
-        let events = Replay {
-            events: entry.events.clone(),
-            next: 0,
-        };
+        let events = Replay::new(entry.events.clone());
         Some(ChatResponse::new(
             entry.provider.clone(),
             entry.model.clone(),
