@@ -27,7 +27,7 @@ models.fast = { openai = "gpt-4o-mini" }
 [budget]
 global_per_minute = "1000000"
 TOML
-./target/release/switchboard serve --config "$work/switchboard.toml" > "$work/gateway.log" 2>&1 &
+RUST_LOG="${RUST_LOG:-info}" ./target/release/switchboard serve --config "$work/switchboard.toml" > "$work/gateway.log" 2>&1 &
 gateway=$!
 sleep 1
 cat > "$work/post.lua" <<'LUA'
