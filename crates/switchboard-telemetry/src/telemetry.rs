@@ -35,7 +35,11 @@ type BudgetFn = Box<dyn Fn() -> (Cost, Cost) + Send + Sync>;
 struct Sources {
     boards: Vec<HealthBoard>,
     budgets: Vec<(String, BudgetFn)>,
+    rollouts: Vec<(String, RolloutFn)>,
 }
+
+/// Reads a rollout: (candidate percent, promotions so far, rollbacks so far).
+type RolloutFn = Box<dyn Fn() -> (u8, u64, u64) + Send + Sync>;
 
 /// Metrics for a Switchboard stack: the instruments the layers record into, the gauges
 /// read from a [`HealthBoard`] and a budget ledger, and the Prometheus text exposition.
@@ -193,6 +197,18 @@ impl Telemetry {
         self.sources().budgets.push((scope.into(), Box::new(read)));
     }
 
+    /// Exports `switchboard_rollout_candidate_percent{rollout}`,
+    /// `switchboard_rollout_promotions_total{rollout}` and
+    /// `switchboard_rollout_rollbacks_total{rollout}`, read from `read` (candidate share in
+    /// percent, promotions so far, rollbacks so far) at each scrape.
+    pub fn watch_rollout(
+        &self,
+        name: impl Into<String>,
+        read: impl Fn() -> (u8, u64, u64) + Send + Sync + 'static,
+    ) {
+        self.sources().rollouts.push((name.into(), Box::new(read)));
+    }
+
     /// Everything in the Prometheus text exposition format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let families = self.inner.registry.gather();
@@ -273,6 +289,47 @@ fn register_gauges(meter: &Meter, sources: &Arc<Mutex<Sources>>) {
             for (scope, read) in &sources.budgets {
                 let (spent, _) = read();
                 observer.observe(micros_ceil(spent), &[KeyValue::new("scope", scope.clone())]);
+            }
+        })
+        .build();
+    let s = sources.clone();
+    let _rollout_percent = meter
+        .u64_observable_gauge("switchboard.rollout.candidate_percent")
+        .with_description(
+            "The rollout candidate's share of traffic now, in percent (0 once rolled back)",
+        )
+        .with_callback(move |observer| {
+            let sources = s.lock().unwrap_or_else(PoisonError::into_inner);
+            for (name, read) in &sources.rollouts {
+                let (percent, _, _) = read();
+                observer.observe(
+                    u64::from(percent),
+                    &[KeyValue::new("rollout", name.clone())],
+                );
+            }
+        })
+        .build();
+    let s = sources.clone();
+    let _promotions = meter
+        .u64_observable_counter("switchboard.rollout.promotions")
+        .with_description("Rollout stage promotions")
+        .with_callback(move |observer| {
+            let sources = s.lock().unwrap_or_else(PoisonError::into_inner);
+            for (name, read) in &sources.rollouts {
+                let (_, promotions, _) = read();
+                observer.observe(promotions, &[KeyValue::new("rollout", name.clone())]);
+            }
+        })
+        .build();
+    let s = sources.clone();
+    let _rollbacks = meter
+        .u64_observable_counter("switchboard.rollout.rollbacks")
+        .with_description("Automatic and operator rollbacks of the rollout candidate")
+        .with_callback(move |observer| {
+            let sources = s.lock().unwrap_or_else(PoisonError::into_inner);
+            for (name, read) in &sources.rollouts {
+                let (_, _, rollbacks) = read();
+                observer.observe(rollbacks, &[KeyValue::new("rollout", name.clone())]);
             }
         })
         .build();

@@ -130,6 +130,12 @@ impl Switchboard {
             ));
         }
         let rollout = route.rollout_handle();
+        if let Some(handle) = rollout.clone() {
+            telemetry.watch_rollout("routing", move || {
+                let status = handle.status();
+                (status.percent, status.promotions, status.rollbacks)
+            });
+        }
         let core = ServiceBuilder::new()
             .layer(route)
             .layer(TimeoutLayer::new(config.timeouts).scope(Scope::Call))

@@ -201,3 +201,41 @@ min_candidate_samples = 1
     ));
     assert_eq!(e.key, "rollout.candidate.providers[0]");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_rollout_stage_and_counts_are_exported_as_metrics() {
+    let config = Config::from_toml(&format!(
+        r#"{MINIMAL}
+[rollout.candidate]
+providers = ["a"]
+models.fast = {{ a = "m2" }}
+[rollout.settings]
+stages = [5, 50, 100]
+"#
+    ))
+    .unwrap();
+    let sb = Switchboard::build(&config).unwrap();
+    let text = sb.telemetry().render();
+    assert!(
+        text.contains("switchboard_rollout_candidate_percent{otel_scope_name=\"switchboard\",rollout=\"routing\"} 5")
+            || text.lines().any(|l| l.starts_with("switchboard_rollout_candidate_percent") && l.contains("rollout=\"routing\"") && l.ends_with(" 5")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("switchboard_rollout_rollbacks_total") && l.ends_with(" 0")),
+        "{text}"
+    );
+    sb.rollout().unwrap().roll_back("operator");
+    let text = sb.telemetry().render();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("switchboard_rollout_rollbacks_total") && l.ends_with(" 1")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("switchboard_rollout_candidate_percent") && l.ends_with(" 0")),
+        "{text}"
+    );
+}
