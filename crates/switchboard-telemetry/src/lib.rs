@@ -78,6 +78,7 @@
 mod future;
 mod layer;
 mod record;
+mod series;
 mod service;
 mod telemetry;
 

@@ -1,61 +1,42 @@
 //! What one call or one attempt records, and when.
 
+use std::sync::Arc;
+
 use opentelemetry::KeyValue;
 use switchboard_core::{
     AttemptKind, AttemptOutcome, Attempts, ChatEvent, ChatRequest, ChatResponse, Degraded, Error,
-    ProviderId, Scene, TimeoutPhase, TraceId, Usage, WinReason,
+    ProviderId, Scene, Tier, TimeoutPhase, TraceId, Usage, WinReason,
 };
 use tokio::time::Instant;
 use tracing::Span;
 
 use crate::Telemetry;
+use crate::series::{AttemptSeries, CallSeries, TOKEN_TYPES, gen_ai_labels, switchboard_labels};
 use crate::telemetry::micros_ceil;
 
 /// The labels a request carries from admission.
 #[derive(Debug, Clone)]
 struct Labels {
     tier: &'static str,
-    scene: String,
-    requested: String,
+    scene: Option<Scene>,
 }
 
 impl Labels {
     fn of(request: &ChatRequest) -> Self {
         let ext = request.extensions();
         Self {
-            tier: ext
-                .get::<switchboard_core::Tier>()
-                .map_or("none", |t| t.as_str()),
-            scene: ext
-                .get::<Scene>()
-                .map_or_else(|| "none".to_owned(), |s| s.as_str().to_owned()),
-            requested: request.body().model.clone(),
+            tier: ext.get::<Tier>().map_or("none", |t| t.as_str()),
+            scene: ext.get::<Scene>().cloned(),
         }
     }
 
-    /// `provider`, `model`, `tier`, `scene`: the switchboard counters' labels.
+    fn scene(&self) -> &str {
+        self.scene.as_ref().map_or("none", Scene::as_str)
+    }
+
+    /// `provider`, `model`, `tier`, `scene`.
     fn switchboard(&self, provider: &str, model: &str) -> Vec<KeyValue> {
-        vec![
-            KeyValue::new("provider", provider.to_owned()),
-            KeyValue::new("model", model.to_owned()),
-            KeyValue::new("tier", self.tier),
-            KeyValue::new("scene", self.scene.clone()),
-        ]
-    }
-
-    /// The GenAI semantic conventions' attributes, plus tier and scene.
-    fn gen_ai(&self, provider: &str, response_model: Option<&str>) -> Vec<KeyValue> {
-        let mut attrs = vec![
-            KeyValue::new("gen_ai.operation.name", "chat"),
-            KeyValue::new("gen_ai.provider.name", provider.to_owned()),
-            KeyValue::new("gen_ai.request.model", self.requested.clone()),
-            KeyValue::new("switchboard.tier", self.tier),
-            KeyValue::new("switchboard.scene", self.scene.clone()),
-        ];
-        if let Some(model) = response_model {
-            attrs.push(KeyValue::new("gen_ai.response.model", model.to_owned()));
-        }
-        attrs
+        switchboard_labels(provider, model, self.tier, self.scene())
     }
 }
 
@@ -78,6 +59,15 @@ fn provider_of(error: &Error) -> &str {
     error.provider().map_or("none", ProviderId::as_str)
 }
 
+fn push(
+    mut attrs: Vec<KeyValue>,
+    key: &'static str,
+    value: impl Into<opentelemetry::Value>,
+) -> Vec<KeyValue> {
+    attrs.push(KeyValue::new(key, value));
+    attrs
+}
+
 // ===== impl CallRecord =====
 
 /// One call, from `call()` to the end (or drop) of its answer's stream. Records its
@@ -86,34 +76,34 @@ fn provider_of(error: &Error) -> &str {
 pub(crate) struct CallRecord {
     telemetry: Telemetry,
     labels: Labels,
+    requested: String,
     start: Instant,
     span: Span,
     answered: Option<Answered>,
     done: bool,
 }
 
+/// A call whose answer has started: its series, and what the stream has told so far.
 struct Answered {
-    provider: String,
-    model: String,
+    series: Arc<CallSeries>,
     degraded: Option<String>,
     usage: Option<Usage>,
-    /// Whether a provider answered (its model is the response model).
-    responded: bool,
 }
 
 impl CallRecord {
     pub(crate) fn start(telemetry: Telemetry, request: &ChatRequest) -> Self {
         let labels = Labels::of(request);
-        let trace_id = request
-            .extensions()
-            .get::<TraceId>()
-            .map(ToString::to_string);
+        let requested = request.body().model.clone();
+        // Field values are only evaluated when the span is enabled.
         let span = tracing::info_span!(
             "switchboard.request",
             tier = labels.tier,
-            scene = %labels.scene,
-            model = %labels.requested,
-            trace_id = trace_id.as_deref().unwrap_or(""),
+            scene = labels.scene(),
+            model = requested.as_str(),
+            trace_id = request
+                .extensions()
+                .get::<TraceId>()
+                .map(tracing::field::display),
             provider = tracing::field::Empty,
             outcome = tracing::field::Empty,
             reason = tracing::field::Empty,
@@ -121,6 +111,7 @@ impl CallRecord {
         Self {
             telemetry,
             labels,
+            requested,
             start: Instant::now(),
             span,
             answered: None,
@@ -134,31 +125,36 @@ impl CallRecord {
 
     /// The first content event arrived: first-token latency, attempts, degradations.
     pub(crate) fn answered(&mut self, response: &ChatResponse) {
-        let m = self.telemetry.instruments();
-        let provider = response.provider().as_str().to_owned();
-        let model = response.model().to_owned();
-        let labels = self.labels.switchboard(&provider, &model);
-        m.first_token
-            .record(self.start.elapsed().as_secs_f64(), &labels);
+        let telemetry = &self.telemetry;
+        let m = telemetry.instruments();
+        let (provider, model) = (response.provider().as_str(), response.model());
+        let (tier, scene) = (self.labels.tier, self.labels.scene());
+        let series =
+            telemetry
+                .call_series()
+                .get(&[tier, scene, &self.requested, provider, model], || {
+                    let price = telemetry.prices().get(model).copied();
+                    CallSeries::bind(m, tier, scene, &self.requested, (provider, model), price)
+                });
+        series
+            .first_token
+            .record(self.start.elapsed().as_secs_f64());
 
         let degraded = response.extensions().get::<Degraded>();
         if let Some(degraded) = degraded {
             for d in degraded.iter() {
-                let mut attrs = labels.clone();
-                attrs.push(KeyValue::new("reason", d.reason.clone()));
-                m.degraded.add(1, &attrs);
+                m.degraded
+                    .add(1, &push(series.labels.clone(), "reason", d.reason.clone()));
             }
         }
         if let Some(attempts) = response.extensions().get::<Attempts>() {
             self.count_attempts(attempts);
         }
-        self.span.record("provider", provider.as_str());
+        self.span.record("provider", provider);
         self.answered = Some(Answered {
-            provider,
-            model,
+            series,
             degraded: degraded.and_then(Degraded::first_reason).map(str::to_owned),
             usage: None,
-            responded: true,
         });
     }
 
@@ -170,22 +166,18 @@ impl CallRecord {
             let sent = !matches!(attempt.outcome, AttemptOutcome::Skipped { .. });
             match attempt.kind {
                 AttemptKind::Hedge if sent => {
-                    let mut attrs = self
+                    let labels = self
                         .labels
                         .switchboard(attempt.provider.as_str(), &attempt.model);
                     let won = matches!(attempt.outcome, AttemptOutcome::Won);
-                    attrs.push(KeyValue::new("won", won));
-                    m.hedges.add(1, &attrs);
+                    m.hedges.add(1, &push(labels, "won", won));
                 }
                 AttemptKind::Failover if sent => {
-                    let mut attrs = self
+                    let labels = self
                         .labels
                         .switchboard(attempt.provider.as_str(), &attempt.model);
-                    attrs.push(KeyValue::new(
-                        "reason",
-                        last_failure.unwrap_or("unknown").to_owned(),
-                    ));
-                    m.fallbacks.add(1, &attrs);
+                    let reason = last_failure.unwrap_or("unknown").to_owned();
+                    m.fallbacks.add(1, &push(labels, "reason", reason));
                 }
                 _ => {}
             }
@@ -211,90 +203,87 @@ impl CallRecord {
         let Some(answered) = self.answered.take() else {
             return;
         };
-        let outcome = if answered.degraded.is_some() {
-            "degraded"
-        } else {
-            "ok"
-        };
-        self.finish(&answered, outcome, answered.degraded.as_deref(), None);
+        self.done = true;
+        let series = &answered.series;
+        let elapsed = self.start.elapsed().as_secs_f64();
+        match &answered.degraded {
+            None => {
+                series.ok.add(1);
+                self.span.record("outcome", "ok");
+            }
+            Some(reason) => {
+                let attrs = push(series.labels.clone(), "outcome", "degraded");
+                self.telemetry
+                    .instruments()
+                    .requests
+                    .add(1, &push(attrs, "reason", reason.clone()));
+                self.span.record("outcome", "degraded");
+                self.span.record("reason", reason.as_str());
+            }
+        }
+        series.duration.record(elapsed);
+        record_usage(series, answered.usage);
     }
 
     /// The call failed, before its first token or mid-stream.
     pub(crate) fn failed(&mut self, error: &Error) {
-        let m = self.telemetry.instruments();
-        let answered = self.answered.take();
-        let (provider, model) = match &answered {
-            Some(a) => (a.provider.clone(), a.model.clone()),
-            None => (provider_of(error).to_owned(), self.labels.requested.clone()),
-        };
-        if let Error::Timeout { phase, .. } = error {
-            let mut attrs = self.labels.switchboard(&provider, &model);
-            attrs.push(KeyValue::new("phase", phase.as_str()));
-            attrs.push(KeyValue::new("scope", "call"));
-            m.timeouts.add(1, &attrs);
-        }
-        let reason = error.reason();
-        let answered = answered.unwrap_or(Answered {
-            provider,
-            model,
-            degraded: None,
-            usage: None,
-            responded: false,
-        });
-        self.finish(&answered, "error", Some(&reason), Some(error.code()));
-    }
-
-    fn finish(
-        &mut self,
-        answered: &Answered,
-        outcome: &'static str,
-        reason: Option<&str>,
-        error_type: Option<&'static str>,
-    ) {
         self.done = true;
         let m = self.telemetry.instruments();
-        let mut attrs = self.labels.switchboard(&answered.provider, &answered.model);
-        attrs.push(KeyValue::new("outcome", outcome));
-        if let Some(reason) = reason {
-            attrs.push(KeyValue::new("reason", reason.to_owned()));
+        let answered = self.answered.take();
+        let provider = provider_of(error);
+        let labels = match &answered {
+            Some(a) => a.series.labels.clone(),
+            None => self.labels.switchboard(provider, &self.requested),
+        };
+        if let Error::Timeout { phase, .. } = error {
+            let attrs = push(labels.clone(), "phase", phase.as_str());
+            m.timeouts.add(1, &push(attrs, "scope", "call"));
         }
-        m.requests.add(1, &attrs);
-
-        let response_model = answered.responded.then_some(answered.model.as_str());
-        let mut gen_ai = self.labels.gen_ai(&answered.provider, response_model);
-        if let Some(error_type) = error_type {
-            gen_ai.push(KeyValue::new("error.type", error_type));
+        let reason = error.reason();
+        let attrs = push(labels, "outcome", "error");
+        m.requests.add(1, &push(attrs, "reason", reason.clone()));
+        let gen_ai = match &answered {
+            Some(a) => a.series.gen_ai.clone(),
+            None => gen_ai_labels(
+                provider,
+                &self.requested,
+                None,
+                self.labels.tier,
+                self.labels.scene(),
+            ),
+        };
+        m.operation_duration.record(
+            self.start.elapsed().as_secs_f64(),
+            &push(gen_ai, "error.type", error.code()),
+        );
+        if let Some(answered) = &answered {
+            record_usage(&answered.series, answered.usage);
         }
-        m.operation_duration
-            .record(self.start.elapsed().as_secs_f64(), &gen_ai);
-
-        if let Some(usage) = answered.usage {
-            let labels = self.labels.switchboard(&answered.provider, &answered.model);
-            for (kind, n) in [
-                ("input", usage.input_tokens),
-                ("output", usage.output_tokens),
-                ("cached_input", usage.cached_input_tokens),
-            ] {
-                let mut attrs = labels.clone();
-                attrs.push(KeyValue::new("type", kind));
-                m.tokens.add(n, &attrs);
-                if kind != "cached_input" {
-                    let mut attrs = gen_ai.clone();
-                    attrs.push(KeyValue::new("gen_ai.token.type", kind));
-                    m.token_usage.record(n, &attrs);
-                }
-            }
-            if let Some(price) = self.telemetry.prices().get(&answered.model) {
-                if let Some(cost) = price.cost_of(&usage) {
-                    m.cost.add(micros_ceil(cost), &labels);
-                }
-            }
-        }
-        self.span.record("outcome", outcome);
-        if let Some(reason) = reason {
-            self.span.record("reason", reason);
-        }
+        self.span.record("outcome", "error");
+        self.span.record("reason", reason.as_str());
     }
+}
+
+/// Tokens and cost from an answer's final usage.
+fn record_usage(series: &CallSeries, usage: Option<Usage>) {
+    let Some(usage) = usage else {
+        return;
+    };
+    let counts = [
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_input_tokens,
+    ];
+    for (counter, n) in series.tokens.iter().zip(counts) {
+        counter.add(n);
+    }
+    for (histogram, n) in series.token_usage.iter().zip(counts) {
+        histogram.record(n);
+    }
+    if let Some(cost) = series.price.and_then(|price| price.cost_of(&usage)) {
+        series.cost.add(micros_ceil(cost));
+    }
+    debug_assert_eq!(TOKEN_TYPES.len(), counts.len());
 }
 
 impl Drop for CallRecord {
@@ -303,14 +292,30 @@ impl Drop for CallRecord {
             return;
         }
         // The caller went away before the end of the answer (or before its start).
-        let answered = self.answered.take().unwrap_or(Answered {
-            provider: "none".to_owned(),
-            model: self.labels.requested.clone(),
-            degraded: None,
-            usage: None,
-            responded: false,
-        });
-        self.finish(&answered, "cancelled", None, None);
+        let m = self.telemetry.instruments();
+        let elapsed = self.start.elapsed().as_secs_f64();
+        match self.answered.take() {
+            Some(answered) => {
+                let series = &answered.series;
+                m.requests
+                    .add(1, &push(series.labels.clone(), "outcome", "cancelled"));
+                series.duration.record(elapsed);
+                record_usage(series, answered.usage);
+            }
+            None => {
+                let labels = self.labels.switchboard("none", &self.requested);
+                m.requests.add(1, &push(labels, "outcome", "cancelled"));
+                let gen_ai = gen_ai_labels(
+                    "none",
+                    &self.requested,
+                    None,
+                    self.labels.tier,
+                    self.labels.scene(),
+                );
+                m.operation_duration.record(elapsed, &gen_ai);
+            }
+        }
+        self.span.record("outcome", "cancelled");
     }
 }
 
@@ -319,40 +324,52 @@ impl Drop for CallRecord {
 /// One upstream attempt, from `call()` to its first content event or failure.
 pub(crate) struct AttemptRecord {
     telemetry: Telemetry,
-    provider: ProviderId,
-    model: String,
-    kind: &'static str,
-    labels: Labels,
+    series: Arc<AttemptSeries>,
     start: Instant,
     span: Span,
     done: bool,
 }
 
 impl AttemptRecord {
-    pub(crate) fn start(telemetry: Telemetry, provider: ProviderId, request: &ChatRequest) -> Self {
+    pub(crate) fn start(
+        telemetry: Telemetry,
+        provider: &ProviderId,
+        request: &ChatRequest,
+    ) -> Self {
         let labels = Labels::of(request);
-        let model = request.body().model.clone();
+        let model = request.body().model.as_str();
         // Set by the hedge layer on each attempt; without one, an attempt is the first.
         let kind = match request.extensions().get::<AttemptKind>() {
             None | Some(AttemptKind::Primary) => "primary",
             Some(AttemptKind::Hedge) => "hedge",
             Some(AttemptKind::Failover) => "failover",
         };
+        let (tier, scene) = (labels.tier, labels.scene());
+        let series =
+            telemetry
+                .attempt_series()
+                .get(&[tier, scene, provider.as_str(), model, kind], || {
+                    AttemptSeries::bind(
+                        telemetry.instruments(),
+                        tier,
+                        scene,
+                        provider.as_str(),
+                        model,
+                        kind,
+                    )
+                });
         let span = tracing::info_span!(
             "switchboard.attempt",
             provider = provider.as_str(),
-            model = %model,
+            model,
             kind,
-            tier = labels.tier,
+            tier,
             outcome = tracing::field::Empty,
             reason = tracing::field::Empty,
         );
         Self {
             telemetry,
-            provider,
-            model,
-            kind,
-            labels,
+            series,
             start: Instant::now(),
             span,
             done: false,
@@ -365,32 +382,28 @@ impl AttemptRecord {
 
     pub(crate) fn finished(&mut self, result: Result<(), &Error>) {
         self.done = true;
-        let m = self.telemetry.instruments();
-        let labels = self.labels.switchboard(self.provider.as_str(), &self.model);
-        let mut attrs = labels.clone();
-        attrs.push(KeyValue::new("kind", self.kind));
+        let series = &self.series;
         match result {
             Ok(()) => {
-                m.attempt_first_token
-                    .record(self.start.elapsed().as_secs_f64(), &labels);
-                attrs.push(KeyValue::new("outcome", "ok"));
+                series
+                    .first_token
+                    .record(self.start.elapsed().as_secs_f64());
+                series.ok.add(1);
                 self.span.record("outcome", "ok");
             }
             Err(error) => {
+                let m = self.telemetry.instruments();
                 let reason = error.reason();
                 if let Some(phase) = phase_of(&reason) {
-                    let mut t = labels.clone();
-                    t.push(KeyValue::new("phase", phase.as_str()));
-                    t.push(KeyValue::new("scope", "attempt"));
-                    m.timeouts.add(1, &t);
+                    let attrs = push(series.labels.clone(), "phase", phase.as_str());
+                    m.timeouts.add(1, &push(attrs, "scope", "attempt"));
                 }
                 self.span.record("outcome", "error");
                 self.span.record("reason", reason.as_str());
-                attrs.push(KeyValue::new("outcome", "error"));
-                attrs.push(KeyValue::new("reason", reason));
+                m.attempts
+                    .add(1, &series.attempt_labels("error", Some(reason)));
             }
         }
-        m.attempts.add(1, &attrs);
     }
 }
 
@@ -398,10 +411,7 @@ impl Drop for AttemptRecord {
     fn drop(&mut self) {
         if !self.done {
             // Another attempt won, or the call ended: the upstream request was cancelled.
-            let mut attrs = self.labels.switchboard(self.provider.as_str(), &self.model);
-            attrs.push(KeyValue::new("kind", self.kind));
-            attrs.push(KeyValue::new("outcome", "cancelled"));
-            self.telemetry.instruments().attempts.add(1, &attrs);
+            self.series.cancelled.add(1);
             self.span.record("outcome", "cancelled");
         }
     }

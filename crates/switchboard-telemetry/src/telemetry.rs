@@ -10,6 +10,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use switchboard_core::{Cost, HealthBoard, PriceTable, ProviderId};
 
+use crate::series::{AttemptSeries, Cache, CallSeries};
 use crate::{AttemptMetricsLayer, MetricsLayer};
 
 /// The content type of [`Telemetry::render`]'s output (Prometheus text format 0.0.4).
@@ -63,6 +64,8 @@ struct Inner {
     registry: prometheus::Registry,
     meter: Meter,
     pub(crate) instruments: Instruments,
+    call_series: Cache<CallSeries>,
+    attempt_series: Cache<AttemptSeries>,
     prices: PriceTable,
     sources: Arc<Mutex<Sources>>,
 }
@@ -132,6 +135,8 @@ impl TelemetryBuilder {
                 registry,
                 meter,
                 instruments,
+                call_series: Cache::default(),
+                attempt_series: Cache::default(),
                 prices: self.prices,
                 sources,
             }),
@@ -219,6 +224,14 @@ impl Telemetry {
 
     pub(crate) fn instruments(&self) -> &Instruments {
         &self.inner.instruments
+    }
+
+    pub(crate) fn call_series(&self) -> &Cache<CallSeries> {
+        &self.inner.call_series
+    }
+
+    pub(crate) fn attempt_series(&self) -> &Cache<AttemptSeries> {
+        &self.inner.attempt_series
     }
 
     pub(crate) fn prices(&self) -> &PriceTable {

@@ -128,6 +128,69 @@ async fn ok_answer_records_outcome_latencies_tokens_and_cost() {
     );
 }
 
+/// The request path records into series bound on first use: repeated calls accumulate in
+/// one series, and calls differing in any one label (scene, requested model, answering
+/// model, tier) land in their own.
+#[tokio::test(start_paused = true)]
+async fn series_are_shared_by_equal_labels_and_kept_apart_by_any_difference() {
+    let telemetry = Telemetry::builder().prices(prices()).build();
+    let mut stack = ServiceBuilder::new()
+        .layer(telemetry.layer())
+        .service(service_fn(|request: ChatRequest| async move {
+            // Answer with the model asked for, so the answering model varies too.
+            let model = request.body().model.clone();
+            Ok::<_, Error>(answer(ProviderId::OPENAI, &model, Usage::new(10, 1)))
+        }));
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        calls.push(request("gpt-4o"));
+    }
+    let mut chat = request("gpt-4o");
+    chat.extensions_mut().insert(Scene::CHAT);
+    calls.push(chat);
+    let mut low = request("gpt-4o");
+    low.extensions_mut().insert(Tier::L2);
+    calls.push(low);
+    calls.push(request("gpt-4o-mini"));
+    for call in calls {
+        let response = stack.ready().await.unwrap().call(call).await.unwrap();
+        response.collect().await.unwrap();
+    }
+
+    let text = telemetry.render();
+    let count = |tier, scene, model| {
+        let labels = [
+            ("tier", tier),
+            ("scene", scene),
+            ("model", model),
+            ("outcome", "ok"),
+        ];
+        value(&text, "switchboard_requests_total", &labels)
+    };
+    assert_eq!(count("L0", "code", "gpt-4o"), 3.0, "{text}");
+    assert_eq!(count("L0", "chat", "gpt-4o"), 1.0);
+    assert_eq!(count("L2", "code", "gpt-4o"), 1.0);
+    assert_eq!(count("L0", "code", "gpt-4o-mini"), 1.0);
+    let input = [
+        ("tier", "L0"),
+        ("scene", "code"),
+        ("model", "gpt-4o"),
+        ("type", "input"),
+    ];
+    assert_eq!(value(&text, "switchboard_tokens_total", &input), 30.0);
+    // 3 × (10 × $2.5/M + 1 × $10/M) = 3 × 35 µ$; gpt-4o-mini has no price: not costed.
+    let cost = [("tier", "L0"), ("scene", "code")];
+    assert_eq!(
+        value(&text, "switchboard_cost_microdollars_total", &cost),
+        105.0
+    );
+    let ft = [("tier", "L0"), ("scene", "code"), ("model", "gpt-4o")];
+    assert_eq!(
+        value(&text, "switchboard_first_token_duration_seconds_count", &ft),
+        3.0
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn degraded_answer_counts_each_reason_and_hedges_and_failovers() {
     let telemetry = Telemetry::new();

@@ -33,7 +33,9 @@ fn main() {
         for _ in 0..n {
             let request =
                 ChatRequest::new(ChatBody::new("fast", vec![Message::user("Hi")]).max_tokens(16));
-            if service.clone().oneshot(request).await.is_ok() {
+            if let Ok(response) = service.clone().oneshot(request).await
+                && response.collect().await.is_ok()
+            {
                 answered += 1;
             }
         }
