@@ -31,7 +31,9 @@ pin_project_lite::pin_project! {
         service: S,
         // The first attempt's service was made ready by the caller's `poll_ready`.
         service_ready: bool,
-        request: ChatRequest,
+        // Taken by the attempt to the route's last target: no attempt can follow it, so
+        // the request moves instead of being cloned.
+        request: Option<ChatRequest>,
         primary: Option<ProviderId>,
         targets: VecDeque<Target>,
         attempts: Attempts,
@@ -41,7 +43,8 @@ pin_project_lite::pin_project! {
         last_error: Option<Error>,
         hedging_stopped: bool,
         start: Instant,
-        soft: Pin<Box<Sleep>>,
+        // Made the first time a hedge is possible: a call with one target never needs it.
+        soft: Option<Pin<Box<Sleep>>>,
         soft_armed: bool,
         deadline: Option<Deadline>,
         config: Arc<HedgeConfig>,
@@ -85,7 +88,7 @@ impl<S, F> ResponseFuture<S, F> {
             service,
             service_ready: true,
             deadline: request.extensions().get::<Deadline>().copied(),
-            request,
+            request: Some(request),
             primary: targets.front().map(|t| t.provider.clone()),
             targets,
             attempts: Attempts::default(),
@@ -95,7 +98,7 @@ impl<S, F> ResponseFuture<S, F> {
             last_error,
             hedging_stopped: false,
             start: now,
-            soft: Box::pin(sleep_until(now)),
+            soft: None,
             soft_armed: false,
             config,
             board,
@@ -324,7 +327,16 @@ where
                         }
                     }
                     this.targets.pop_front();
-                    let mut request = this.request.clone();
+                    let request = if this.targets.is_empty() {
+                        this.request.take()
+                    } else {
+                        this.request.clone()
+                    };
+                    let Some(mut request) = request else {
+                        // Unreachable: the last target took the request and none is left.
+                        *this.next = None;
+                        continue;
+                    };
                     if request.body().model != target.model {
                         request.body_mut().model = target.model.clone();
                     }
@@ -347,14 +359,19 @@ where
                     });
                     *this.sent += 1;
                     *this.next = None;
-                    let soft = soft_timeout(this.config, this.board.as_ref(), &target.provider);
-                    let at = Instant::now().checked_add(soft);
-                    match at {
-                        Some(at) => {
-                            this.soft.as_mut().reset(at);
+                    *this.soft_armed = false;
+                    let may_hedge = !*this.hedging_stopped
+                        && !this.targets.is_empty()
+                        && *this.sent < this.config.max_attempts.max(1);
+                    if may_hedge {
+                        let soft = soft_timeout(this.config, this.board.as_ref(), &target.provider);
+                        if let Some(at) = Instant::now().checked_add(soft) {
+                            match this.soft.as_mut() {
+                                Some(timer) => timer.as_mut().reset(at),
+                                None => *this.soft = Some(Box::pin(sleep_until(at))),
+                            }
                             *this.soft_armed = true;
                         }
-                        None => *this.soft_armed = false,
                     }
                     if kind != AttemptKind::Primary {
                         tracing::debug!(provider = %target.provider, kind = ?kind, "hedge attempt started");
@@ -397,7 +414,13 @@ where
             let can_hedge = !*this.hedging_stopped
                 && !this.targets.is_empty()
                 && *this.sent < this.config.max_attempts.max(1);
-            if *this.soft_armed && can_hedge && this.soft.as_mut().poll(cx).is_ready() {
+            if *this.soft_armed
+                && can_hedge
+                && this
+                    .soft
+                    .as_mut()
+                    .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
+            {
                 *this.soft_armed = false;
                 *this.next = Some(AttemptKind::Hedge);
                 continue;
