@@ -5,7 +5,8 @@
 #   bash scripts/load-run.sh [duration_seconds]      (needs `wrk`: apt-get install wrk)
 #
 # Prints wrk's summaries (c=1 and c=64, gateway and direct) and the gateway's resident
-# memory idle and after the runs. The figures go into docs/benchmarks.md.
+# memory idle and after the runs. The figures go into docs/benchmarks.md. The gateway runs
+# with its default log filter unless RUST_LOG is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-20}"
@@ -27,7 +28,7 @@ models.fast = { openai = "gpt-4o-mini" }
 [budget]
 global_per_minute = "1000000"
 TOML
-RUST_LOG="${RUST_LOG:-info}" ./target/release/switchboard serve --config "$work/switchboard.toml" > "$work/gateway.log" 2>&1 &
+./target/release/switchboard serve --config "$work/switchboard.toml" > "$work/gateway.log" 2>&1 &
 gateway=$!
 sleep 1
 cat > "$work/post.lua" <<'LUA'

@@ -69,6 +69,11 @@ enum Command {
     Eval(Box<eval_command::EvalArgs>),
 }
 
+/// The log filter when `RUST_LOG` is unset: `info`, except the per-request
+/// `switchboard.request` / `switchboard.attempt` spans, which cost more CPU per request than
+/// the rest of the edge. `RUST_LOG=info` turns them on (docs/operations.md, "Spans").
+const DEFAULT_LOG_FILTER: &str = "info,switchboard_telemetry::record=warn";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Simulate {
@@ -85,7 +90,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .init();
