@@ -292,11 +292,8 @@ impl OutputHistogram {
 
     /// The bucket bound at or above which `percentile` % of observations lie below.
     pub(crate) fn percentile(&self, percentile: u32) -> u64 {
-        let counts: Vec<u64> = self
-            .counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect();
+        let counts: [u64; BUCKETS] =
+            std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed));
         let total: u64 = counts.iter().sum();
         let rank = (total * u64::from(percentile)).div_ceil(100).max(1);
         let mut seen = 0;

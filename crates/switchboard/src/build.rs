@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::future::Ready;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures_util::future::Either;
 
@@ -12,7 +14,7 @@ use switchboard_budget::{
     JobWorker, MemoryJobQueue, MemoryLedger, RequestCap, Thresholds,
 };
 use switchboard_core::{
-    BoxProvider, ChatRequest, Error, HealthBoard, PriceTable, ProviderId, Tier, boxed,
+    BoxProvider, ChatRequest, ChatResponse, Error, HealthBoard, PriceTable, ProviderId, Tier, boxed,
 };
 use switchboard_hedge::HedgeLayer;
 use switchboard_providers::{Anthropic, HttpClient, OpenAi};
@@ -21,7 +23,7 @@ use switchboard_sim::SimProvider;
 use switchboard_telemetry::Telemetry;
 use switchboard_tier::{KeyPolicy, TierLayer};
 use switchboard_timeout::{Scope, TimeoutLayer};
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder};
 
 use crate::config::{BudgetConfig, Config, ConfigError, OnBlock, ProviderConfig};
 
@@ -81,11 +83,14 @@ impl Switchboard {
 
         let mut dispatch = Dispatch::new();
         for (id, provider) in &config.providers {
-            let adapter: BoxProvider = match provider {
-                ProviderConfig::Sim(sim) => boxed(SimProvider::new(id.clone(), (**sim).clone())),
+            // One enum rather than a box: the provider's stack below is boxed once, whole.
+            let adapter = match provider {
+                ProviderConfig::Sim(sim) => {
+                    Adapter::Sim(SimProvider::new(id.clone(), (**sim).clone()))
+                }
                 ProviderConfig::Openai(c) => {
                     let client = client.clone().ok_or_else(no_client)?;
-                    boxed(OpenAi::new(id.clone(), c.clone(), client).map_err(|e| {
+                    Adapter::OpenAi(OpenAi::new(id.clone(), c.clone(), client).map_err(|e| {
                         ConfigError::new(
                             format!("providers.{id}"),
                             e.to_string(),
@@ -95,13 +100,15 @@ impl Switchboard {
                 }
                 ProviderConfig::Anthropic(c) => {
                     let client = client.clone().ok_or_else(no_client)?;
-                    boxed(Anthropic::new(id.clone(), c.clone(), client).map_err(|e| {
-                        ConfigError::new(
-                            format!("providers.{id}"),
-                            e.to_string(),
-                            "fix the provider's settings",
-                        )
-                    })?)
+                    Adapter::Anthropic(Anthropic::new(id.clone(), c.clone(), client).map_err(
+                        |e| {
+                            ConfigError::new(
+                                format!("providers.{id}"),
+                                e.to_string(),
+                                "fix the provider's settings",
+                            )
+                        },
+                    )?)
                 }
             };
             let stack = ServiceBuilder::new()
@@ -142,6 +149,19 @@ impl Switchboard {
             .layer(HedgeLayer::new(config.hedge.clone()).board(board.clone()))
             .service(dispatch);
 
+        let mut models: Vec<String> = config.routing.models.keys().cloned().collect();
+        for per_provider in config.routing.models.values() {
+            models.extend(per_provider.values().cloned());
+        }
+        if let Some(rollout) = &config.rollout {
+            models.extend(rollout.candidate.models.keys().cloned());
+            for per_provider in rollout.candidate.models.values() {
+                models.extend(per_provider.values().cloned());
+            }
+        }
+        models.sort();
+        models.dedup();
+        let known: Arc<HashSet<String>> = Arc::new(models.iter().cloned().collect());
         let admission = tier_layer(config);
         let (service, ledger, jobs) = match &config.budget {
             Some(budget) => {
@@ -159,7 +179,7 @@ impl Switchboard {
                     .layer(EstimateLayer::new(estimator))
                     .layer(gate)
                     .service(core);
-                (boxed(service), Some(ledger), jobs)
+                (boxed(KnownModels::new(service, known)), Some(ledger), jobs)
             }
             None => {
                 let service = ServiceBuilder::new()
@@ -167,23 +187,10 @@ impl Switchboard {
                     .layer(telemetry.layer())
                     .layer(EstimateLayer::new(estimator))
                     .service(core);
-                (boxed(service), None, None)
+                (boxed(KnownModels::new(service, known)), None, None)
             }
         };
 
-        let mut models: Vec<String> = config.routing.models.keys().cloned().collect();
-        for per_provider in config.routing.models.values() {
-            models.extend(per_provider.values().cloned());
-        }
-        if let Some(rollout) = &config.rollout {
-            models.extend(rollout.candidate.models.keys().cloned());
-            for per_provider in rollout.candidate.models.values() {
-                models.extend(per_provider.values().cloned());
-            }
-        }
-        models.sort();
-        models.dedup();
-        let service = known_models_only(service, models.iter().cloned().collect());
         Ok(Self {
             service,
             board,
@@ -288,16 +295,73 @@ impl Switchboard {
 
 /// Refuses unknown models up front with `ModelNotFound` (a 404 at the edge), before
 /// admission, estimation or the budget spend any work on a request nobody can serve.
-fn known_models_only(inner: BoxProvider, models: HashSet<String>) -> BoxProvider {
-    let models = Arc::new(models);
-    boxed(tower::service_fn(move |request: ChatRequest| {
-        if models.contains(&request.body().model) {
-            Either::Left(inner.clone().oneshot(request))
+/// A provider's adapter, whichever kind it is.
+#[derive(Clone)]
+enum Adapter {
+    Sim(SimProvider),
+    OpenAi(OpenAi),
+    Anthropic(Anthropic),
+}
+
+type AdapterFuture<S> = <S as Service<ChatRequest>>::Future;
+
+impl Service<ChatRequest> for Adapter {
+    type Response = ChatResponse;
+    type Error = Error;
+    type Future =
+        Either<AdapterFuture<SimProvider>, Either<AdapterFuture<OpenAi>, AdapterFuture<Anthropic>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        match self {
+            Adapter::Sim(s) => s.poll_ready(cx),
+            Adapter::OpenAi(s) => s.poll_ready(cx),
+            Adapter::Anthropic(s) => s.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        match self {
+            Adapter::Sim(s) => Either::Left(s.call(request)),
+            Adapter::OpenAi(s) => Either::Right(Either::Left(s.call(request))),
+            Adapter::Anthropic(s) => Either::Right(Either::Right(s.call(request))),
+        }
+    }
+}
+
+/// Answers `ModelNotFound` for a model no route or rollout knows, before anything else
+/// runs: the gateway turns it into a 404 in the caller's API shape.
+#[derive(Clone)]
+struct KnownModels<S> {
+    inner: S,
+    models: Arc<HashSet<String>>,
+}
+
+impl<S> KnownModels<S> {
+    fn new(inner: S, models: Arc<HashSet<String>>) -> Self {
+        Self { inner, models }
+    }
+}
+
+impl<S> Service<ChatRequest> for KnownModels<S>
+where
+    S: Service<ChatRequest, Response = ChatResponse, Error = Error>,
+{
+    type Response = ChatResponse;
+    type Error = Error;
+    type Future = Either<S::Future, Ready<Result<ChatResponse, Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        if self.models.contains(&request.body().model) {
+            Either::Left(self.inner.call(request))
         } else {
             let model = request.body().model.clone();
             Either::Right(std::future::ready(Err(Error::ModelNotFound { model })))
         }
-    }))
+    }
 }
 
 fn no_client() -> ConfigError {
