@@ -254,7 +254,7 @@ where
                 if exhausted || (kind == AttemptKind::Hedge && *this.hedging_stopped) {
                     *this.next = None;
                 } else {
-                    let Some(target) = this.targets.front().cloned() else {
+                    let Some(target) = this.targets.front() else {
                         *this.next = None;
                         continue;
                     };
@@ -264,7 +264,9 @@ where
                             .as_ref()
                             .is_some_and(|b| b.state(&target.provider).is_open());
                     if skip_open {
-                        this.targets.pop_front();
+                        let Some(target) = this.targets.pop_front() else {
+                            continue;
+                        };
                         this.attempts.push(Attempt {
                             provider: target.provider.clone(),
                             model: target.model.clone(),
@@ -326,7 +328,9 @@ where
                             }
                         }
                     }
-                    this.targets.pop_front();
+                    let Some(target) = this.targets.pop_front() else {
+                        continue;
+                    };
                     let request = if this.targets.is_empty() {
                         this.request.take()
                     } else {
@@ -340,11 +344,6 @@ where
                     if request.body().model != target.model {
                         request.body_mut().model = target.model.clone();
                     }
-                    request.extensions_mut().insert(target.clone());
-                    // Per-attempt layers (metrics) tell hedges and failovers apart by it.
-                    request.extensions_mut().insert(kind);
-                    *this.service_ready = false;
-                    let future = this.service.call(request);
                     let index = this.attempts.push(Attempt {
                         provider: target.provider.clone(),
                         model: target.model.clone(),
@@ -352,6 +351,20 @@ where
                         started_after: this.start.elapsed(),
                         outcome: AttemptOutcome::Pending,
                     });
+                    // A hedge may follow this attempt: when its soft timeout has passed.
+                    let may_hedge = !*this.hedging_stopped
+                        && !this.targets.is_empty()
+                        && *this.sent + 1 < this.config.max_attempts.max(1);
+                    let soft = may_hedge
+                        .then(|| soft_timeout(this.config, this.board.as_ref(), &target.provider));
+                    if kind != AttemptKind::Primary {
+                        tracing::debug!(provider = %target.provider, kind = ?kind, "hedge attempt started");
+                    }
+                    request.extensions_mut().insert(target);
+                    // Per-attempt layers (metrics) tell hedges and failovers apart by it.
+                    request.extensions_mut().insert(kind);
+                    *this.service_ready = false;
+                    let future = this.service.call(request);
                     this.running.push(Running {
                         index,
                         extra,
@@ -360,11 +373,7 @@ where
                     *this.sent += 1;
                     *this.next = None;
                     *this.soft_armed = false;
-                    let may_hedge = !*this.hedging_stopped
-                        && !this.targets.is_empty()
-                        && *this.sent < this.config.max_attempts.max(1);
-                    if may_hedge {
-                        let soft = soft_timeout(this.config, this.board.as_ref(), &target.provider);
+                    if let Some(soft) = soft {
                         if let Some(at) = Instant::now().checked_add(soft) {
                             match this.soft.as_mut() {
                                 Some(timer) => timer.as_mut().reset(at),
@@ -372,9 +381,6 @@ where
                             }
                             *this.soft_armed = true;
                         }
-                    }
-                    if kind != AttemptKind::Primary {
-                        tracing::debug!(provider = %target.provider, kind = ?kind, "hedge attempt started");
                     }
                     continue; // poll the new attempt at once
                 }

@@ -108,10 +108,9 @@ impl Service<ChatRequest> for Dispatch {
 
     fn call(&mut self, mut request: ChatRequest) -> Self::Future {
         let ext = request.extensions();
-        let target = match ext.get::<Target>() {
-            Some(t) => Some(t.clone()),
-            None => ext.get::<Route>().map(|r| r.primary.clone()),
-        };
+        let target = ext
+            .get::<Target>()
+            .or_else(|| ext.get::<Route>().map(|r| &r.primary));
         let Some(target) = target else {
             return DispatchFuture::failed(Error::NoProvider {
                 message: "the request names no provider: no Target or Route extension".into(),
@@ -127,12 +126,14 @@ impl Service<ChatRequest> for Dispatch {
                 ),
             });
         };
-        if request.body().model != target.model {
-            request.body_mut().model = target.model;
+        let provider = provider.clone();
+        // The hedge layer has usually set the target's model already.
+        if let Some(model) = (request.body().model != target.model).then(|| target.model.clone()) {
+            request.body_mut().model = model;
         }
         DispatchFuture {
             kind: Kind::Sent {
-                oneshot: Oneshot::new(provider.clone(), request),
+                oneshot: Oneshot::new(provider, request),
             },
         }
     }
