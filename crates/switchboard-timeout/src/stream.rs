@@ -11,12 +11,15 @@ pin_project_lite::pin_project! {
     /// one `Timeout` error, drops the upstream stream (cancelling the call) and ends.
     pub struct TimedEvents {
         events: Option<EventStream>,
+        // Armed at the earlier deadline as of `last`; not moved on each event (moving a
+        // timer re-registers it with the driver). When it fires, the deadline is worked
+        // out again from the latest event and the timer moves only if that is later.
         #[pin]
         sleep: Sleep,
         idle: Option<Duration>,
         total: Option<(Instant, Duration)>,
-        phase: TimeoutPhase,
-        after: Duration,
+        // When the last event arrived (or the stream started).
+        last: Instant,
         provider: ProviderId,
     }
 }
@@ -26,6 +29,7 @@ impl std::fmt::Debug for TimedEvents {
         f.debug_struct("TimedEvents")
             .field("idle", &self.idle)
             .field("total", &self.total)
+            .field("last", &self.last)
             .field("provider", &self.provider)
             .finish_non_exhaustive()
     }
@@ -38,14 +42,14 @@ impl TimedEvents {
         total: Option<(Instant, Duration)>,
         provider: ProviderId,
     ) -> Self {
-        let (at, phase, after) = next_deadline(Instant::now(), idle, total);
+        let now = Instant::now();
+        let (at, _, _) = next_deadline(now, idle, total);
         Self {
             events: Some(events),
             sleep: sleep_until(at),
             idle,
             total,
-            phase,
-            after,
+            last: now,
             provider,
         }
     }
@@ -80,11 +84,8 @@ impl Stream for TimedEvents {
             Poll::Ready(Some(item)) => {
                 if item.is_err() {
                     *this.events = None; // an error is terminal
-                } else {
-                    let (at, phase, after) = next_deadline(Instant::now(), *this.idle, *this.total);
-                    this.sleep.as_mut().reset(at);
-                    *this.phase = phase;
-                    *this.after = after;
+                } else if this.idle.is_some() {
+                    *this.last = Instant::now();
                 }
                 return Poll::Ready(Some(item));
             }
@@ -94,16 +95,24 @@ impl Stream for TimedEvents {
             }
             Poll::Pending => {}
         }
-        std::task::ready!(this.sleep.poll(cx));
-        *this.events = None; // drop the upstream stream: cancels the call
-        let provider = match this.phase {
-            TimeoutPhase::Total => None,
-            _ => Some(this.provider.clone()),
-        };
-        Poll::Ready(Some(Err(Error::Timeout {
-            phase: *this.phase,
-            provider,
-            after: *this.after,
-        })))
+        loop {
+            std::task::ready!(this.sleep.as_mut().poll(cx));
+            let (at, phase, after) = next_deadline(*this.last, *this.idle, *this.total);
+            if at > Instant::now() {
+                // Events came since the timer was armed: the deadline moved on.
+                this.sleep.as_mut().reset(at);
+                continue;
+            }
+            *this.events = None; // drop the upstream stream: cancels the call
+            let provider = match phase {
+                TimeoutPhase::Total => None,
+                _ => Some(this.provider.clone()),
+            };
+            return Poll::Ready(Some(Err(Error::Timeout {
+                phase,
+                provider,
+                after,
+            })));
+        }
     }
 }

@@ -374,3 +374,41 @@ fn config_reads_milliseconds_per_tier() {
     assert_eq!(back, tiers);
     assert!(serde_json::from_str::<TimeoutTiers>(r#"{"L3": {}}"#).is_err());
 }
+
+/// The idle deadline runs from the latest event: gaps just under it never expire however
+/// long the stream runs, and the stall after the last event ends it exactly one idle
+/// period later.
+#[tokio::test(start_paused = true)]
+async fn idle_deadline_runs_from_the_latest_event() {
+    let provider = service_fn(|_: ChatRequest| async {
+        // Five tokens 4 s apart (idle is 5 s), then a 60 s stall.
+        let events = futures_util::stream::unfold(0u32, |n| async move {
+            let gap = if n < 5 { secs(4) } else { secs(60) };
+            tokio::time::sleep(gap).await;
+            Some((Ok(ChatEvent::text("tok ")), n + 1))
+        });
+        Ok::<_, Error>(ChatResponse::new(ProviderId::OPENAI, "gpt-4o-mini", events))
+    });
+    let mut svc = TimeoutLayer::new(tiers(10, 5, 600)).layer(provider);
+    let response = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(None))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let (events, err) = drain(response).await;
+    assert_eq!(
+        events.len(),
+        5,
+        "every token under the idle deadline arrived"
+    );
+    let (phase, _, after) = timeout_parts(&err.expect("the stall ends the stream"));
+    assert_eq!((phase, after), (TimeoutPhase::Idle, secs(5)));
+    assert_eq!(
+        start.elapsed(),
+        secs(4 * 5 + 5),
+        "expired one idle period after the fifth token"
+    );
+}
