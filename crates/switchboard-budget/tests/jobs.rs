@@ -203,3 +203,34 @@ async fn jobs_run_in_order_and_keep_their_admission() {
     assert_eq!(queue.take().await.unwrap().unwrap().0, b);
     assert!(queue.take().await.unwrap().is_none());
 }
+
+/// A request whose cost bound exceeds the whole window's cap can never run: it is refused
+/// at once (no Retry-After), not queued to fail later.
+#[tokio::test(start_paused = true)]
+async fn a_request_larger_than_the_cap_is_refused_not_queued() {
+    // 100 output tokens of gpt-4o-mini cost more than a 1 µ$ cap in any window.
+    let ledger = MemoryLedger::new(Caps::new().global(usd("0.000001")));
+    let queue = Arc::new(MemoryJobQueue::new());
+    let sim = SimProvider::new(ProviderId::OPENAI, SimConfig::instant());
+    let layer = BudgetLayer::builder(ledger.clone())
+        .on_block(Tier::L2, BlockAction::Enqueue)
+        .jobs(queue.clone())
+        .build();
+    let mut service = layer.layer(sim.clone());
+    let error = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request("batch summary please", Tier::L2))
+        .await
+        .expect_err("no window can hold it");
+    match &error {
+        switchboard_core::Error::BudgetExceeded { scope, retry_after } => {
+            assert_eq!(scope, "global");
+            assert_eq!(*retry_after, None, "waiting would not help");
+        }
+        other => panic!("expected budget_exceeded, got {other:?}"),
+    }
+    assert_eq!(queue.queued(), 0, "nothing was queued");
+    assert_eq!(sim.stats().calls(), 0);
+}

@@ -211,7 +211,16 @@ impl Policy {
         error: Error,
     ) -> Verdict<L> {
         let from_queue = request.extensions().get::<FromQueue>().is_some();
-        if action == BlockAction::Enqueue && !from_queue {
+        // Without a Retry-After the request is larger than a whole window's cap: no later
+        // window can run it, so queueing it would only defer the failure.
+        let may_fit_later = matches!(
+            &error,
+            Error::BudgetExceeded {
+                retry_after: Some(_),
+                ..
+            }
+        );
+        if action == BlockAction::Enqueue && !from_queue && may_fit_later {
             if let Some(jobs) = &self.jobs {
                 let degraded = request
                     .extensions()
