@@ -79,8 +79,7 @@ where
         let route = request
             .extensions()
             .get::<Route>()
-            .or(self.route.as_ref())
-            .cloned();
+            .or(self.route.as_ref());
         let start = match route {
             Some(route) => Start::Route(route.targets().cloned().collect::<VecDeque<_>>()),
             None => Start::Fail(Error::NoProvider {
