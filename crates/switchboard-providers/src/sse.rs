@@ -95,9 +95,9 @@ impl SseDecoder {
             }
         }
         while !chunk.is_empty() {
-            match chunk.iter().position(|b| *b == b'\n' || *b == b'\r') {
+            match memchr::memchr2(b'\n', b'\r', chunk) {
                 Some(end) => {
-                    self.push_line_bytes(&chunk[..end])?;
+                    let line = &chunk[..end];
                     let was_cr = chunk[end] == b'\r';
                     chunk = &chunk[end + 1..];
                     if was_cr {
@@ -107,7 +107,21 @@ impl SseDecoder {
                             Some(_) => {}
                         }
                     }
-                    self.end_line(out);
+                    if self.line.is_empty() {
+                        // The whole line is in this chunk: no copy.
+                        if line.len() > self.max_line {
+                            return Err(LineTooLong {
+                                limit: self.max_line,
+                            });
+                        }
+                        self.end_line(line, out);
+                    } else {
+                        self.push_line_bytes(line)?;
+                        let buffered = std::mem::take(&mut self.line);
+                        self.end_line(&buffered, out);
+                        self.line = buffered;
+                        self.line.clear();
+                    }
                 }
                 None => {
                     self.push_line_bytes(chunk)?;
@@ -128,8 +142,7 @@ impl SseDecoder {
         Ok(())
     }
 
-    fn end_line(&mut self, out: &mut Vec<SseEvent>) {
-        let mut line = &self.line[..];
+    fn end_line(&mut self, mut line: &[u8], out: &mut Vec<SseEvent>) {
         if self.at_start {
             self.at_start = false;
             if let [0xEF, 0xBB, 0xBF, rest @ ..] = line {
@@ -150,7 +163,7 @@ impl SseDecoder {
             self.data.clear();
             self.has_data = false;
         } else if line[0] != b':' {
-            let (field, value) = match line.iter().position(|b| *b == b':') {
+            let (field, value) = match memchr::memchr(b':', line) {
                 Some(colon) => {
                     let value = &line[colon + 1..];
                     (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
@@ -158,9 +171,12 @@ impl SseDecoder {
                 None => (line, &b""[..]),
             };
             match field {
-                b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
+                b"event" => {
+                    self.event.clear();
+                    push_lossy(&mut self.event, value);
+                }
                 b"data" => {
-                    self.data.push_str(&String::from_utf8_lossy(value));
+                    push_lossy(&mut self.data, value);
                     self.data.push('\n');
                     self.has_data = true;
                 }
@@ -168,7 +184,14 @@ impl SseDecoder {
                 _ => {}
             }
         }
-        self.line.clear();
+    }
+}
+
+/// Appends `bytes` as UTF-8, invalid sequences replaced by U+FFFD (the fast path first).
+fn push_lossy(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => out.push_str(text),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
     }
 }
 
@@ -240,6 +263,45 @@ mod tests {
     #[test]
     fn an_unterminated_event_is_not_dispatched() {
         assert!(decode(&[b"data: x\n"]).is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_in_whole_and_split_lines() {
+        assert_eq!(
+            decode(&[b"event: a\xFFb\ndata: x\xC3\n\n"]),
+            vec![ev("a\u{FFFD}b", "x\u{FFFD}")]
+        );
+        assert_eq!(
+            decode(&[b"data: x\xC3", b"\n\n"]),
+            vec![ev("", "x\u{FFFD}")]
+        );
+    }
+
+    #[test]
+    fn every_split_of_a_stream_decodes_the_same() {
+        let bytes: &[u8] =
+            b"\xEF\xBB\xBFevent: a\r\ndata: 1\r\n\r\n: c\rdata: h\xC3\xA9\rdata:2\r\rid: 3\n\ndata: z\n\n";
+        let whole = decode(&[bytes]);
+        assert_eq!(whole, vec![ev("a", "1"), ev("", "h\u{e9}\n2"), ev("", "z")]);
+        for i in 1..bytes.len() {
+            for j in i + 1..bytes.len() {
+                let (a, rest) = bytes.split_at(i);
+                let (b, c) = rest.split_at(j - i);
+                assert_eq!(decode(&[a, b, c]), whole, "split at {i}, {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_line_limit_holds_for_whole_and_buffered_lines() {
+        let mut decoder = SseDecoder::with_max_line(8);
+        let mut out = Vec::new();
+        assert!(decoder.feed(b"data: 12\n\n", &mut out).is_ok());
+        assert_eq!(out, vec![ev("", "12")]);
+        assert!(decoder.feed(b"data: 123\n", &mut out).is_err());
+        let mut decoder = SseDecoder::with_max_line(8);
+        assert!(decoder.feed(b"data", &mut out).is_ok());
+        assert!(decoder.feed(b": 123\n", &mut out).is_err());
     }
 
     #[test]
