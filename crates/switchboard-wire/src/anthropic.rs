@@ -1,5 +1,7 @@
 //! Anthropic Messages (`POST /v1/messages`).
 
+use serde::ser::SerializeSeq;
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 use switchboard_core::{
     ChatBody, ChatEvent, Completion, Content, ContentPart, Error, FinishReason, Message, Role,
@@ -305,27 +307,37 @@ impl StreamEncoder {
 
     /// `message_start`.
     pub fn start(&mut self, out: &mut Vec<u8>) {
-        let message = json!({
-            "model": self.model,
-            "id": self.id,
-            "type": "message",
-            "role": "assistant",
-            "content": [],
-            "stop_reason": null,
-            "stop_sequence": null,
-            "usage": {
-                "input_tokens": self.input_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-                "output_tokens": 1,
-                "service_tier": "standard"
-            }
-        });
+        #[derive(Serialize)]
+        struct MessageStart<'a> {
+            message: MessageOut<'a, ()>,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        let message = MessageOut {
+            content: ContentOut::Empty,
+            id: &self.id,
+            model: &self.model,
+            role: "assistant",
+            stop_reason: None,
+            stop_sequence: (),
+            switchboard: None,
+            kind: "message",
+            usage: MessageUsage {
+                cache_creation: CacheCreation::default(),
+                cache_creation_input_tokens: 0,
+                cache_read_input_tokens: 0,
+                input_tokens: self.input_tokens,
+                output_tokens: 1,
+                service_tier: "standard",
+            },
+        };
         sse_event(
             out,
             "message_start",
-            &json!({"type": "message_start", "message": message}),
+            &MessageStart {
+                message,
+                kind: "message_start",
+            },
         );
     }
 
@@ -337,11 +349,25 @@ impl StreamEncoder {
     /// Opens a text block now (Anthropic opens it before the first delta arrives).
     pub fn open_text_block(&mut self, out: &mut Vec<u8>) {
         if !matches!(self.open, Some((Block::Text, _))) {
-            self.open_block(Block::Text, json!({"type": "text", "text": ""}), out);
+            self.open_block(
+                Block::Text,
+                BlockOut::Text {
+                    text: "",
+                    kind: "text",
+                },
+                out,
+            );
         }
     }
 
-    fn open_block(&mut self, block: Block, content_block: Value, out: &mut Vec<u8>) {
+    fn open_block(&mut self, block: Block, content_block: BlockOut<'_>, out: &mut Vec<u8>) {
+        #[derive(Serialize)]
+        struct BlockStart<'a> {
+            content_block: BlockOut<'a>,
+            index: u32,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
         self.close_block(out);
         let index = self.next_index;
         self.next_index += 1;
@@ -349,18 +375,50 @@ impl StreamEncoder {
         sse_event(
             out,
             "content_block_start",
-            &json!({"type": "content_block_start", "index": index, "content_block": content_block}),
+            &BlockStart {
+                content_block,
+                index,
+                kind: "content_block_start",
+            },
         );
     }
 
     fn close_block(&mut self, out: &mut Vec<u8>) {
+        #[derive(Serialize)]
+        struct BlockStop {
+            index: u32,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
         if let Some((_, index)) = self.open.take() {
             sse_event(
                 out,
                 "content_block_stop",
-                &json!({"type": "content_block_stop", "index": index}),
+                &BlockStop {
+                    index,
+                    kind: "content_block_stop",
+                },
             );
         }
+    }
+
+    fn delta(&self, out: &mut Vec<u8>, delta: DeltaOut<'_>) {
+        #[derive(Serialize)]
+        struct BlockDelta<'a> {
+            delta: DeltaOut<'a>,
+            index: u32,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        sse_event(
+            out,
+            "content_block_delta",
+            &BlockDelta {
+                delta,
+                index: self.open.map_or(0, |(_, i)| i),
+                kind: "content_block_delta",
+            },
+        );
     }
 
     /// One event. Finish and usage are held for [`end`](Self::end).
@@ -368,11 +426,12 @@ impl StreamEncoder {
         match event {
             ChatEvent::Text { text } => {
                 self.open_text_block(out);
-                let index = self.open.map_or(0, |(_, i)| i);
-                sse_event(
+                self.delta(
                     out,
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
+                    DeltaOut::Text {
+                        text,
+                        kind: "text_delta",
+                    },
                 );
             }
             ChatEvent::ToolCall {
@@ -385,20 +444,21 @@ impl StreamEncoder {
                     || name.is_some()
                     || !matches!(self.open, Some((Block::Tool(t), _)) if t == *tool)
                 {
-                    let block = json!({
-                        "type": "tool_use",
-                        "id": id.clone().unwrap_or_default(),
-                        "name": name.clone().unwrap_or_default(),
-                        "input": {}
-                    });
+                    let block = BlockOut::ToolUse {
+                        id: id.as_deref().unwrap_or_default(),
+                        input: EmptyObject {},
+                        name: name.as_deref().unwrap_or_default(),
+                        kind: "tool_use",
+                    };
                     self.open_block(Block::Tool(*tool), block, out);
                 }
                 if !arguments.is_empty() {
-                    let index = self.open.map_or(0, |(_, i)| i);
-                    sse_event(
+                    self.delta(
                         out,
-                        "content_block_delta",
-                        &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": arguments}}),
+                        DeltaOut::Json {
+                            partial_json: arguments,
+                            kind: "input_json_delta",
+                        },
                     );
                 }
             }
@@ -413,21 +473,43 @@ impl StreamEncoder {
         self.close_block(out);
         let finish = self.finish.take().unwrap_or(FinishReason::Stop);
         let u = self.usage;
+        #[derive(Serialize)]
+        struct MessageDelta<'a> {
+            delta: StopDelta<'a>,
+            #[serde(rename = "type")]
+            kind: &'static str,
+            usage: DeltaUsage,
+        }
+        #[derive(Serialize)]
+        struct StopDelta<'a> {
+            stop_reason: &'a str,
+            stop_sequence: (),
+        }
+        #[derive(Serialize)]
+        struct DeltaUsage {
+            cache_creation_input_tokens: u8,
+            cache_read_input_tokens: u64,
+            input_tokens: u64,
+            output_tokens: u64,
+        }
         sse_event(
             out,
             "message_delta",
-            &json!({
-                "type": "message_delta",
-                "delta": {"stop_reason": finish.as_anthropic(), "stop_sequence": null},
-                "usage": {
-                    "input_tokens": u.uncached_input_tokens(),
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": u.cached_input_tokens,
-                    "output_tokens": u.output_tokens
-                }
-            }),
+            &MessageDelta {
+                delta: StopDelta {
+                    stop_reason: finish.as_anthropic(),
+                    stop_sequence: (),
+                },
+                kind: "message_delta",
+                usage: DeltaUsage {
+                    cache_creation_input_tokens: 0,
+                    cache_read_input_tokens: u.cached_input_tokens,
+                    input_tokens: u.uncached_input_tokens(),
+                    output_tokens: u.output_tokens,
+                },
+            },
         );
-        sse_event(out, "message_stop", &json!({"type": "message_stop"}));
+        out.extend_from_slice(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
     }
 
     /// An `error` event after the stream started; no `message_stop` follows.
@@ -437,34 +519,180 @@ impl StreamEncoder {
     }
 }
 
+// The output types below write their fields in alphabetical order: the order the
+// `serde_json::Value` maps these answers were first built with serialize in, so the bytes
+// on the wire stay the same.
+
+/// A Messages `message` object, with an optional `switchboard` block.
+#[derive(Serialize)]
+struct MessageOut<'a, S: ?Sized> {
+    content: ContentOut<'a>,
+    id: &'a str,
+    model: &'a str,
+    role: &'static str,
+    stop_reason: Option<&'a str>,
+    stop_sequence: (),
+    #[serde(skip_serializing_if = "Option::is_none")]
+    switchboard: Option<&'a S>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    usage: MessageUsage,
+}
+
+#[derive(Serialize)]
+struct MessageUsage {
+    cache_creation: CacheCreation,
+    cache_creation_input_tokens: u8,
+    cache_read_input_tokens: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    service_tier: &'static str,
+}
+
+#[derive(Serialize, Default)]
+struct CacheCreation {
+    ephemeral_1h_input_tokens: u8,
+    ephemeral_5m_input_tokens: u8,
+}
+
+/// `{}`.
+#[derive(Serialize)]
+struct EmptyObject {}
+
+/// A block `content_block_start` opens (`type` last, as sorted keys put it).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BlockOut<'a> {
+    Text {
+        text: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    ToolUse {
+        id: &'a str,
+        input: EmptyObject,
+        name: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+}
+
+/// A `content_block_delta`'s `delta`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum DeltaOut<'a> {
+    Text {
+        text: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    Json {
+        partial_json: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+}
+
+/// A whole answer's `content`.
+enum ContentOut<'a> {
+    /// `[]` (`message_start`).
+    Empty,
+    Completion(&'a Completion),
+}
+
+impl Serialize for ContentOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct TextOut<'a> {
+            text: &'a str,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        #[derive(Serialize)]
+        struct ToolUseOut<'a> {
+            id: &'a str,
+            input: Value,
+            name: &'a str,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        let completion = match self {
+            ContentOut::Empty => return serializer.collect_seq(std::iter::empty::<()>()),
+            ContentOut::Completion(c) => c,
+        };
+        let with_text = !completion.text.is_empty() || completion.tool_calls.is_empty();
+        let mut seq =
+            serializer.serialize_seq(Some(usize::from(with_text) + completion.tool_calls.len()))?;
+        if with_text {
+            seq.serialize_element(&TextOut {
+                text: &completion.text,
+                kind: "text",
+            })?;
+        }
+        for call in &completion.tool_calls {
+            // Parsed, so the arguments go out as the object they are (normalized), or `{}`.
+            let input: Value = serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
+            seq.serialize_element(&ToolUseOut {
+                id: &call.id,
+                input,
+                name: &call.name,
+                kind: "tool_use",
+            })?;
+        }
+        seq.end()
+    }
+}
+
+impl<'a, S: Serialize + ?Sized> MessageOut<'a, S> {
+    fn answer(
+        completion: &'a Completion,
+        id: &'a str,
+        finish: &'a FinishReason,
+        switchboard: Option<&'a S>,
+    ) -> Self {
+        let u = completion.usage.unwrap_or_default();
+        Self {
+            content: ContentOut::Completion(completion),
+            id,
+            model: &completion.model,
+            role: "assistant",
+            stop_reason: Some(finish.as_anthropic()),
+            stop_sequence: (),
+            switchboard,
+            kind: "message",
+            usage: MessageUsage {
+                cache_creation: CacheCreation::default(),
+                cache_creation_input_tokens: 0,
+                cache_read_input_tokens: u.cached_input_tokens,
+                input_tokens: u.uncached_input_tokens(),
+                output_tokens: u.output_tokens,
+                service_tier: "standard",
+            },
+        }
+    }
+}
+
 /// A whole Messages answer.
 pub fn message_json(completion: &Completion, id: &str) -> Value {
-    let mut content = Vec::new();
-    if !completion.text.is_empty() || completion.tool_calls.is_empty() {
-        content.push(json!({"type": "text", "text": completion.text}));
-    }
-    for call in &completion.tool_calls {
-        let input: Value = serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
-        content.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
-    }
-    let u = completion.usage.unwrap_or_default();
-    json!({
-        "model": completion.model,
-        "id": id,
-        "type": "message",
-        "role": "assistant",
-        "content": content,
-        "stop_reason": completion.finish.clone().unwrap_or(FinishReason::Stop).as_anthropic(),
-        "stop_sequence": null,
-        "usage": {
-            "input_tokens": u.uncached_input_tokens(),
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": u.cached_input_tokens,
-            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-            "output_tokens": u.output_tokens,
-            "service_tier": "standard"
-        }
-    })
+    let finish = completion.finish.clone().unwrap_or(FinishReason::Stop);
+    serde_json::to_value(MessageOut::<()>::answer(completion, id, &finish, None))
+        .unwrap_or(Value::Null)
+}
+
+/// A whole Messages answer as JSON bytes, with `switchboard` (when given) as its
+/// `switchboard` field: the same JSON as [`message_json`] with that field inserted, written
+/// directly.
+pub fn write_message<S: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    completion: &Completion,
+    id: &str,
+    switchboard: Option<&S>,
+) -> Result<(), serde_json::Error> {
+    let finish = completion.finish.clone().unwrap_or(FinishReason::Stop);
+    serde_json::to_writer(
+        out,
+        &MessageOut::answer(completion, id, &finish, switchboard),
+    )
 }
 
 /// Anthropic's error `type` for a status.
@@ -651,5 +879,350 @@ mod tests {
             (404, Some("not_found_error"))
         );
         assert!(body.get("request_id").is_none());
+    }
+}
+
+/// The answers as the first version built them, through `serde_json::Value`: the typed
+/// writers must produce the same bytes.
+#[cfg(test)]
+mod same_bytes {
+    mod old {
+        #![allow(dead_code)]
+        use serde_json::{Value, json};
+        use switchboard_core::{ChatEvent, Completion, FinishReason, Usage};
+
+        use crate::sse_event;
+
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Block {
+            Text,
+            Tool(u32),
+        }
+
+        /// Encodes [`ChatEvent`]s as Messages SSE: `message_start`, content blocks
+        /// (`content_block_start` / `_delta` / `_stop`), `message_delta` with the stop reason and
+        /// usage, `message_stop`.
+        #[derive(Debug)]
+        pub(super) struct StreamEncoder {
+            id: String,
+            model: String,
+            input_tokens: u64,
+            /// The open block and its index.
+            open: Option<(Block, u32)>,
+            next_index: u32,
+            finish: Option<FinishReason>,
+            usage: Usage,
+            request_id: String,
+        }
+
+        impl StreamEncoder {
+            /// An encoder for one answer; `input_tokens` is reported in `message_start` (0 when not
+            /// known yet; the final figure comes in `message_delta`).
+            pub(super) fn new(
+                id: impl Into<String>,
+                model: impl Into<String>,
+                input_tokens: u64,
+            ) -> Self {
+                Self {
+                    id: id.into(),
+                    model: model.into(),
+                    input_tokens,
+                    open: None,
+                    next_index: 0,
+                    finish: None,
+                    usage: Usage::new(input_tokens, 0),
+                    request_id: String::new(),
+                }
+            }
+
+            /// The request id that `error` events carry, as Anthropic's do.
+            pub(super) fn request_id(mut self, request_id: impl Into<String>) -> Self {
+                self.request_id = request_id.into();
+                self
+            }
+
+            /// `message_start`.
+            pub(super) fn start(&mut self, out: &mut Vec<u8>) {
+                let message = json!({
+                    "model": self.model,
+                    "id": self.id,
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "stop_reason": null,
+                    "stop_sequence": null,
+                    "usage": {
+                        "input_tokens": self.input_tokens,
+                        "cache_creation_input_tokens": 0,
+                        "cache_read_input_tokens": 0,
+                        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+                        "output_tokens": 1,
+                        "service_tier": "standard"
+                    }
+                });
+                sse_event(
+                    out,
+                    "message_start",
+                    &json!({"type": "message_start", "message": message}),
+                );
+            }
+
+            /// A `ping` event.
+            pub(super) fn ping(&mut self, out: &mut Vec<u8>) {
+                out.extend_from_slice(b"event: ping\ndata: {\"type\": \"ping\"}\n\n");
+            }
+
+            /// Opens a text block now (Anthropic opens it before the first delta arrives).
+            pub(super) fn open_text_block(&mut self, out: &mut Vec<u8>) {
+                if !matches!(self.open, Some((Block::Text, _))) {
+                    self.open_block(Block::Text, json!({"type": "text", "text": ""}), out);
+                }
+            }
+
+            fn open_block(&mut self, block: Block, content_block: Value, out: &mut Vec<u8>) {
+                self.close_block(out);
+                let index = self.next_index;
+                self.next_index += 1;
+                self.open = Some((block, index));
+                sse_event(
+                    out,
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": index, "content_block": content_block}),
+                );
+            }
+
+            fn close_block(&mut self, out: &mut Vec<u8>) {
+                if let Some((_, index)) = self.open.take() {
+                    sse_event(
+                        out,
+                        "content_block_stop",
+                        &json!({"type": "content_block_stop", "index": index}),
+                    );
+                }
+            }
+
+            /// One event. Finish and usage are held for [`end`](Self::end).
+            pub(super) fn event(&mut self, event: &ChatEvent, out: &mut Vec<u8>) {
+                match event {
+                    ChatEvent::Text { text } => {
+                        self.open_text_block(out);
+                        let index = self.open.map_or(0, |(_, i)| i);
+                        sse_event(
+                            out,
+                            "content_block_delta",
+                            &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
+                        );
+                    }
+                    ChatEvent::ToolCall {
+                        index: tool,
+                        id,
+                        name,
+                        arguments,
+                    } => {
+                        if id.is_some()
+                            || name.is_some()
+                            || !matches!(self.open, Some((Block::Tool(t), _)) if t == *tool)
+                        {
+                            let block = json!({
+                                "type": "tool_use",
+                                "id": id.clone().unwrap_or_default(),
+                                "name": name.clone().unwrap_or_default(),
+                                "input": {}
+                            });
+                            self.open_block(Block::Tool(*tool), block, out);
+                        }
+                        if !arguments.is_empty() {
+                            let index = self.open.map_or(0, |(_, i)| i);
+                            sse_event(
+                                out,
+                                "content_block_delta",
+                                &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": arguments}}),
+                            );
+                        }
+                    }
+                    ChatEvent::Usage(usage) => self.usage.merge_max(*usage),
+                    ChatEvent::Finish(reason) => self.finish = Some(reason.clone()),
+                    _ => {}
+                }
+            }
+
+            /// `content_block_stop`, `message_delta` and `message_stop`.
+            pub(super) fn end(&mut self, out: &mut Vec<u8>) {
+                self.close_block(out);
+                let finish = self.finish.take().unwrap_or(FinishReason::Stop);
+                let u = self.usage;
+                sse_event(
+                    out,
+                    "message_delta",
+                    &json!({
+                        "type": "message_delta",
+                        "delta": {"stop_reason": finish.as_anthropic(), "stop_sequence": null},
+                        "usage": {
+                            "input_tokens": u.uncached_input_tokens(),
+                            "cache_creation_input_tokens": 0,
+                            "cache_read_input_tokens": u.cached_input_tokens,
+                            "output_tokens": u.output_tokens
+                        }
+                    }),
+                );
+                sse_event(out, "message_stop", &json!({"type": "message_stop"}));
+            }
+        }
+
+        /// A whole Messages answer.
+        pub(super) fn message_json(completion: &Completion, id: &str) -> Value {
+            let mut content = Vec::new();
+            if !completion.text.is_empty() || completion.tool_calls.is_empty() {
+                content.push(json!({"type": "text", "text": completion.text}));
+            }
+            for call in &completion.tool_calls {
+                let input: Value =
+                    serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
+                content.push(
+                    json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}),
+                );
+            }
+            let u = completion.usage.unwrap_or_default();
+            json!({
+                "model": completion.model,
+                "id": id,
+                "type": "message",
+                "role": "assistant",
+                "content": content,
+                "stop_reason": completion.finish.clone().unwrap_or(FinishReason::Stop).as_anthropic(),
+                "stop_sequence": null,
+                "usage": {
+                    "input_tokens": u.uncached_input_tokens(),
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": u.cached_input_tokens,
+                    "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+                    "output_tokens": u.output_tokens,
+                    "service_tier": "standard"
+                }
+            })
+        }
+    }
+
+    use serde_json::json;
+    use switchboard_core::{ChatEvent, Completion, FinishReason, ProviderId, ToolCall, Usage};
+
+    use super::{StreamEncoder, message_json, write_message};
+
+    #[test]
+    fn messages_are_the_same_bytes() {
+        let base = Completion {
+            provider: ProviderId::ANTHROPIC,
+            model: "claude-haiku-4-5".into(),
+            text: "Hello, \"world\" \u{1F44B}\n".into(),
+            tool_calls: Vec::new(),
+            usage: Some(Usage {
+                input_tokens: 20,
+                output_tokens: 7,
+                cached_input_tokens: 5,
+            }),
+            finish: Some(FinishReason::Length),
+        };
+        let call = |args: &str| ToolCall {
+            id: "toolu_1".into(),
+            name: "w".into(),
+            arguments: args.into(),
+        };
+        let cases = vec![
+            base.clone(),
+            Completion {
+                text: String::new(),
+                usage: None,
+                finish: None,
+                ..base.clone()
+            },
+            Completion {
+                text: String::new(),
+                tool_calls: vec![
+                    call("{\"b\": 1, \"a\": [1.5, \"x\"]}"),
+                    call("not json"),
+                    call("7"),
+                ],
+                finish: Some(FinishReason::ToolCalls),
+                ..base.clone()
+            },
+            Completion {
+                tool_calls: vec![call("{}")],
+                finish: Some(FinishReason::Other("pause_turn".into())),
+                ..base
+            },
+        ];
+        for c in cases {
+            let old = old::message_json(&c, "msg_1");
+            assert_eq!(message_json(&c, "msg_1"), old);
+            let mut bytes = Vec::new();
+            write_message::<()>(&mut bytes, &c, "msg_1", None).unwrap();
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                serde_json::to_string(&old).unwrap()
+            );
+            let block = json!({"provider": "anthropic", "reason": "x", "status": "degraded", "trace_id": "ab"});
+            let mut with = old.clone();
+            with["switchboard"] = block.clone();
+            let mut bytes = Vec::new();
+            write_message(&mut bytes, &c, "msg_1", Some(&block)).unwrap();
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                serde_json::to_string(&with).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn streams_are_the_same_bytes() {
+        let events = [
+            ChatEvent::text("Let me \"check\"."),
+            ChatEvent::ToolCall {
+                index: 0,
+                id: Some("toolu_1".into()),
+                name: Some("w".into()),
+                arguments: String::new(),
+            },
+            ChatEvent::ToolCall {
+                index: 0,
+                id: None,
+                name: None,
+                arguments: "{\"a\":1}".into(),
+            },
+            ChatEvent::ToolCall {
+                index: 1,
+                id: None,
+                name: None,
+                arguments: "{}".into(),
+            },
+            ChatEvent::text("more"),
+            ChatEvent::Finish(FinishReason::ToolCalls),
+            ChatEvent::Usage(Usage {
+                input_tokens: 10,
+                output_tokens: 7,
+                cached_input_tokens: 4,
+            }),
+        ];
+        for n in 0..=events.len() {
+            let mut new = StreamEncoder::new("msg_1", "m", 10);
+            let mut old = old::StreamEncoder::new("msg_1", "m", 10);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            new.start(&mut a);
+            old.start(&mut b);
+            new.ping(&mut a);
+            old.ping(&mut b);
+            new.open_text_block(&mut a);
+            old.open_text_block(&mut b);
+            for e in &events[..n] {
+                new.event(e, &mut a);
+                old.event(e, &mut b);
+            }
+            new.end(&mut a);
+            old.end(&mut b);
+            assert_eq!(
+                String::from_utf8(a).unwrap(),
+                String::from_utf8(b).unwrap(),
+                "{n} events"
+            );
+        }
     }
 }

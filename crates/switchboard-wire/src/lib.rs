@@ -77,15 +77,15 @@ impl fmt::Display for WireError {
 impl std::error::Error for WireError {}
 
 /// Appends `data: {json}\n\n`.
-fn sse_data(out: &mut Vec<u8>, json: &serde_json::Value) {
+fn sse_data<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, json: &T) {
     out.extend_from_slice(b"data: ");
-    // Writing a `Value` into a Vec cannot fail.
+    // Writing these types (string keys, no failing `Serialize`) into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, json);
     out.extend_from_slice(b"\n\n");
 }
 
 /// Appends `event: name\ndata: {json}\n\n`.
-fn sse_event(out: &mut Vec<u8>, name: &str, json: &serde_json::Value) {
+fn sse_event<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, json: &T) {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(name.as_bytes());
     out.push(b'\n');

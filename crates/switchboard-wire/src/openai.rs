@@ -1,6 +1,7 @@
 //! OpenAI Chat Completions (`POST /v1/chat/completions`).
 
-use serde_json::{Map, Value, json};
+use serde::{Serialize, Serializer};
+use serde_json::{Value, json};
 use switchboard_core::{
     ChatBody, ChatEvent, Completion, Content, ContentPart, Error, FinishReason, Message, Role,
     Tool, ToolCall, ToolChoice, Usage,
@@ -308,33 +309,54 @@ impl StreamEncoder {
         }
     }
 
-    fn chunk(&self, choices: Value, usage: Option<Value>) -> Value {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "service_tier": "default",
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": choices,
-        });
-        if self.include_usage {
-            chunk["usage"] = usage.unwrap_or(Value::Null);
-        }
-        chunk
+    /// One `chat.completion.chunk` with `choices` and, when usage was asked for, `usage`
+    /// (null but on the usage chunk).
+    fn chunk<D: Serialize>(
+        &self,
+        out: &mut Vec<u8>,
+        choices: &[ChunkChoice<'_, D>],
+        usage: Option<&UsageOut>,
+    ) {
+        sse_data(
+            out,
+            &ChunkOut {
+                choices,
+                created: self.created,
+                id: &self.id,
+                model: &self.model,
+                object: "chat.completion.chunk",
+                service_tier: "default",
+                system_fingerprint: SYSTEM_FINGERPRINT,
+                usage: self.include_usage.then_some(usage),
+            },
+        );
     }
 
-    fn delta(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
-        let choices =
-            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
-        sse_data(out, &self.chunk(choices, None));
+    fn delta<D: Serialize>(&self, out: &mut Vec<u8>, delta: D, finish: Option<&str>) {
+        let choice = ChunkChoice {
+            delta,
+            finish_reason: finish,
+            index: 0,
+            logprobs: (),
+        };
+        self.chunk(out, &[choice], None);
     }
 
     /// The role chunk that opens every stream.
     pub fn start(&mut self, out: &mut Vec<u8>) {
+        #[derive(Serialize)]
+        struct RoleDelta {
+            content: &'static str,
+            refusal: (),
+            role: &'static str,
+        }
         self.delta(
             out,
-            json!({"role": "assistant", "content": "", "refusal": null}),
+            RoleDelta {
+                content: "",
+                refusal: (),
+                role: "assistant",
+            },
             None,
         );
     }
@@ -343,26 +365,48 @@ impl StreamEncoder {
     /// OpenAI's order whatever order the upstream reported them in.
     pub fn event(&mut self, event: &ChatEvent, out: &mut Vec<u8>) {
         match event {
-            ChatEvent::Text { text } => self.delta(out, json!({"content": text}), None),
+            ChatEvent::Text { text } => {
+                #[derive(Serialize)]
+                struct TextDelta<'a> {
+                    content: &'a str,
+                }
+                self.delta(out, TextDelta { content: text }, None);
+            }
             ChatEvent::ToolCall {
                 index,
                 id,
                 name,
                 arguments,
             } => {
-                let mut call = Map::new();
-                call.insert("index".into(), (*index).into());
-                if let Some(id) = id {
-                    call.insert("id".into(), id.clone().into());
-                    call.insert("type".into(), "function".into());
+                #[derive(Serialize)]
+                struct ToolCallsDelta<'a> {
+                    tool_calls: [ToolCallDelta<'a>; 1],
                 }
-                let mut function = Map::new();
-                if let Some(name) = name {
-                    function.insert("name".into(), name.clone().into());
+                #[derive(Serialize)]
+                struct ToolCallDelta<'a> {
+                    function: FunctionDelta<'a>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    id: Option<&'a str>,
+                    index: u32,
+                    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+                    kind: Option<&'static str>,
                 }
-                function.insert("arguments".into(), arguments.clone().into());
-                call.insert("function".into(), function.into());
-                self.delta(out, json!({"tool_calls": [call]}), None);
+                #[derive(Serialize)]
+                struct FunctionDelta<'a> {
+                    arguments: &'a str,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    name: Option<&'a str>,
+                }
+                let call = ToolCallDelta {
+                    function: FunctionDelta {
+                        arguments,
+                        name: name.as_deref(),
+                    },
+                    id: id.as_deref(),
+                    index: *index,
+                    kind: id.is_some().then_some("function"),
+                };
+                self.delta(out, ToolCallsDelta { tool_calls: [call] }, None);
             }
             ChatEvent::Usage(usage) => self
                 .usage
@@ -375,11 +419,13 @@ impl StreamEncoder {
 
     /// The finish chunk, the usage chunk (when asked for) and `data: [DONE]`.
     pub fn end(&mut self, out: &mut Vec<u8>) {
+        #[derive(Serialize)]
+        struct EmptyDelta {}
         let finish = self.finish.take().unwrap_or(FinishReason::Stop);
-        self.delta(out, json!({}), Some(finish.as_openai()));
+        self.delta(out, EmptyDelta {}, Some(finish.as_openai()));
         if self.include_usage {
-            let usage = usage_json(&self.usage.unwrap_or_default());
-            sse_data(out, &self.chunk(json!([]), Some(usage)));
+            let usage = UsageOut::new(&self.usage.unwrap_or_default());
+            self.chunk::<EmptyDelta>(out, &[], Some(&usage));
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
     }
@@ -391,59 +437,208 @@ impl StreamEncoder {
     }
 }
 
+// The output types below write their fields in alphabetical order: the order the
+// `serde_json::Value` maps these answers were first built with serialize in, so the bytes
+// on the wire stay the same.
+
+/// A `chat.completion.chunk`.
+#[derive(Serialize)]
+struct ChunkOut<'a, D> {
+    choices: &'a [ChunkChoice<'a, D>],
+    created: u64,
+    id: &'a str,
+    model: &'a str,
+    object: &'static str,
+    service_tier: &'static str,
+    system_fingerprint: &'static str,
+    /// Absent unless usage was asked for; then null but on the usage chunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<&'a UsageOut>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a, D> {
+    delta: D,
+    finish_reason: Option<&'a str>,
+    index: u32,
+    logprobs: (),
+}
+
+/// Chat Completions `usage`.
+#[derive(Serialize)]
+struct UsageOut {
+    completion_tokens: u64,
+    completion_tokens_details: CompletionTokensDetails,
+    prompt_tokens: u64,
+    prompt_tokens_details: PromptTokensDetails,
+    total_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct CompletionTokensDetails {
+    accepted_prediction_tokens: u8,
+    audio_tokens: u8,
+    reasoning_tokens: u8,
+    rejected_prediction_tokens: u8,
+}
+
+#[derive(Serialize)]
+struct PromptTokensDetails {
+    audio_tokens: u8,
+    cached_tokens: u64,
+}
+
+impl UsageOut {
+    fn new(u: &Usage) -> Self {
+        Self {
+            completion_tokens: u.output_tokens,
+            completion_tokens_details: CompletionTokensDetails {
+                accepted_prediction_tokens: 0,
+                audio_tokens: 0,
+                reasoning_tokens: 0,
+                rejected_prediction_tokens: 0,
+            },
+            prompt_tokens: u.input_tokens,
+            prompt_tokens_details: PromptTokensDetails {
+                audio_tokens: 0,
+                cached_tokens: u.cached_input_tokens,
+            },
+            total_tokens: u.input_tokens.saturating_add(u.output_tokens),
+        }
+    }
+}
+
+/// A whole `chat.completion`, with an optional `switchboard` block.
+#[derive(Serialize)]
+struct CompletionOut<'a, S: ?Sized> {
+    choices: [CompletionChoice<'a>; 1],
+    created: u64,
+    id: &'a str,
+    model: &'a str,
+    object: &'static str,
+    service_tier: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    switchboard: Option<&'a S>,
+    system_fingerprint: &'static str,
+    usage: UsageOut,
+}
+
+#[derive(Serialize)]
+struct CompletionChoice<'a> {
+    finish_reason: &'a str,
+    index: u32,
+    logprobs: (),
+    message: MessageOut<'a>,
+}
+
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    annotations: [(); 0],
+    content: Option<&'a str>,
+    refusal: (),
+    role: &'static str,
+    #[serde(skip_serializing_if = "ToolCallsOut::is_empty")]
+    tool_calls: ToolCallsOut<'a>,
+}
+
+struct ToolCallsOut<'a>(&'a [ToolCall]);
+
+impl ToolCallsOut<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for ToolCallsOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct CallOut<'a> {
+            function: FunctionOut<'a>,
+            id: &'a str,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        #[derive(Serialize)]
+        struct FunctionOut<'a> {
+            arguments: &'a str,
+            name: &'a str,
+        }
+        serializer.collect_seq(self.0.iter().map(|c| CallOut {
+            function: FunctionOut {
+                arguments: &c.arguments,
+                name: &c.name,
+            },
+            id: &c.id,
+            kind: "function",
+        }))
+    }
+}
+
+impl<'a, S: Serialize + ?Sized> CompletionOut<'a, S> {
+    fn new(
+        completion: &'a Completion,
+        id: &'a str,
+        created: u64,
+        finish: &'a FinishReason,
+        switchboard: Option<&'a S>,
+    ) -> Self {
+        let content = if !completion.tool_calls.is_empty() && completion.text.is_empty() {
+            None
+        } else {
+            Some(completion.text.as_str())
+        };
+        Self {
+            choices: [CompletionChoice {
+                finish_reason: finish.as_openai(),
+                index: 0,
+                logprobs: (),
+                message: MessageOut {
+                    annotations: [],
+                    content,
+                    refusal: (),
+                    role: "assistant",
+                    tool_calls: ToolCallsOut(&completion.tool_calls),
+                },
+            }],
+            created,
+            id,
+            model: &completion.model,
+            object: "chat.completion",
+            service_tier: "default",
+            switchboard,
+            system_fingerprint: SYSTEM_FINGERPRINT,
+            usage: UsageOut::new(&completion.usage.unwrap_or_default()),
+        }
+    }
+}
+
 const SYSTEM_FINGERPRINT: &str = "fp_switchboard";
 
 /// Chat Completions `usage`.
 pub fn usage_json(u: &Usage) -> Value {
-    json!({
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
-        "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0
-        }
-    })
+    serde_json::to_value(UsageOut::new(u)).unwrap_or(Value::Null)
 }
 
 /// A whole `chat.completion` answer.
 pub fn completion_json(completion: &Completion, id: &str, created: u64) -> Value {
-    let mut message = json!({
-        "role": "assistant",
-        "content": completion.text,
-        "refusal": null,
-        "annotations": []
-    });
-    if !completion.tool_calls.is_empty() {
-        if completion.text.is_empty() {
-            message["content"] = Value::Null;
-        }
-        message["tool_calls"] = completion
-            .tool_calls
-            .iter()
-            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
-            .collect::<Vec<_>>()
-            .into();
-    }
     let finish = completion.finish.clone().unwrap_or(FinishReason::Stop);
-    json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": completion.model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish.as_openai()
-        }],
-        "usage": usage_json(&completion.usage.unwrap_or_default()),
-        "service_tier": "default",
-        "system_fingerprint": SYSTEM_FINGERPRINT
-    })
+    let answer = CompletionOut::<()>::new(completion, id, created, &finish, None);
+    serde_json::to_value(answer).unwrap_or(Value::Null)
+}
+
+/// A whole `chat.completion` answer as JSON bytes, with `switchboard` (when given) as its
+/// `switchboard` field: the same JSON as [`completion_json`] with that field inserted,
+/// written directly.
+pub fn write_completion<S: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    completion: &Completion,
+    id: &str,
+    created: u64,
+    switchboard: Option<&S>,
+) -> Result<(), serde_json::Error> {
+    let finish = completion.finish.clone().unwrap_or(FinishReason::Stop);
+    let answer = CompletionOut::new(completion, id, created, &finish, switchboard);
+    serde_json::to_writer(out, &answer)
 }
 
 /// OpenAI's `type` and `code` for a status.
@@ -616,5 +811,274 @@ mod tests {
         });
         assert_eq!(status, 429);
         assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    }
+}
+
+/// The answers as the first version built them, through `serde_json::Value`: the typed
+/// writers must produce the same bytes.
+#[cfg(test)]
+mod same_bytes {
+    use serde_json::{Map, Value, json};
+    use switchboard_core::{ChatEvent, Completion, FinishReason, ProviderId, ToolCall, Usage};
+
+    use super::{StreamEncoder, completion_json, write_completion};
+    use crate::sse_data;
+
+    fn old_usage_json(u: &Usage) -> Value {
+        json!({
+            "prompt_tokens": u.input_tokens,
+            "completion_tokens": u.output_tokens,
+            "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
+            "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0
+            }
+        })
+    }
+
+    fn old_completion_json(completion: &Completion, id: &str, created: u64) -> Value {
+        let mut message = json!({
+            "role": "assistant",
+            "content": completion.text,
+            "refusal": null,
+            "annotations": []
+        });
+        if !completion.tool_calls.is_empty() {
+            if completion.text.is_empty() {
+                message["content"] = Value::Null;
+            }
+            message["tool_calls"] = completion
+                .tool_calls
+                .iter()
+                .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                .collect::<Vec<_>>()
+                .into();
+        }
+        let finish = completion.finish.clone().unwrap_or(FinishReason::Stop);
+        json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": completion.model,
+            "choices": [{
+                "index": 0,
+                "message": message,
+                "logprobs": null,
+                "finish_reason": finish.as_openai()
+            }],
+            "usage": old_usage_json(&completion.usage.unwrap_or_default()),
+            "service_tier": "default",
+            "system_fingerprint": "fp_switchboard"
+        })
+    }
+
+    struct OldEncoder {
+        id: String,
+        model: String,
+        created: u64,
+        include_usage: bool,
+        finish: Option<FinishReason>,
+        usage: Option<Usage>,
+    }
+
+    impl OldEncoder {
+        fn chunk(&self, choices: Value, usage: Option<Value>) -> Value {
+            let mut chunk = json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "service_tier": "default",
+                "system_fingerprint": "fp_switchboard",
+                "choices": choices,
+            });
+            if self.include_usage {
+                chunk["usage"] = usage.unwrap_or(Value::Null);
+            }
+            chunk
+        }
+        fn delta(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
+            let choices =
+                json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+            sse_data(out, &self.chunk(choices, None));
+        }
+        fn start(&mut self, out: &mut Vec<u8>) {
+            self.delta(
+                out,
+                json!({"role": "assistant", "content": "", "refusal": null}),
+                None,
+            );
+        }
+        fn event(&mut self, event: &ChatEvent, out: &mut Vec<u8>) {
+            match event {
+                ChatEvent::Text { text } => self.delta(out, json!({"content": text}), None),
+                ChatEvent::ToolCall {
+                    index,
+                    id,
+                    name,
+                    arguments,
+                } => {
+                    let mut call = Map::new();
+                    call.insert("index".into(), (*index).into());
+                    if let Some(id) = id {
+                        call.insert("id".into(), id.clone().into());
+                        call.insert("type".into(), "function".into());
+                    }
+                    let mut function = Map::new();
+                    if let Some(name) = name {
+                        function.insert("name".into(), name.clone().into());
+                    }
+                    function.insert("arguments".into(), arguments.clone().into());
+                    call.insert("function".into(), function.into());
+                    self.delta(out, json!({"tool_calls": [call]}), None);
+                }
+                ChatEvent::Usage(usage) => self
+                    .usage
+                    .get_or_insert_with(Usage::default)
+                    .merge_max(*usage),
+                ChatEvent::Finish(reason) => self.finish = Some(reason.clone()),
+                _ => {}
+            }
+        }
+        fn end(&mut self, out: &mut Vec<u8>) {
+            let finish = self.finish.take().unwrap_or(FinishReason::Stop);
+            self.delta(out, json!({}), Some(finish.as_openai()));
+            if self.include_usage {
+                let usage = old_usage_json(&self.usage.unwrap_or_default());
+                sse_data(out, &self.chunk(json!([]), Some(usage)));
+            }
+            out.extend_from_slice(b"data: [DONE]\n\n");
+        }
+    }
+
+    fn completions() -> Vec<Completion> {
+        let call = |i: usize| ToolCall {
+            id: format!("call_{i}"),
+            name: "get_weather".into(),
+            arguments: format!("{{\"city\": \"Paris \\\"{i}\\\"\"}}"),
+        };
+        let base = Completion {
+            provider: ProviderId::OPENAI,
+            model: "gpt-4o-mini".into(),
+            text: "Hello, \"world\" \u{1F44B}\n\ttab \\ \u{7}".into(),
+            tool_calls: Vec::new(),
+            usage: Some(Usage {
+                input_tokens: 12,
+                output_tokens: u64::MAX,
+                cached_input_tokens: 3,
+            }),
+            finish: Some(FinishReason::Length),
+        };
+        vec![
+            base.clone(),
+            Completion {
+                text: String::new(),
+                usage: None,
+                finish: None,
+                ..base.clone()
+            },
+            Completion {
+                text: String::new(),
+                tool_calls: vec![call(0), call(1)],
+                finish: Some(FinishReason::ToolCalls),
+                ..base.clone()
+            },
+            Completion {
+                tool_calls: vec![call(0)],
+                finish: Some(FinishReason::Other("weird".into())),
+                ..base.clone()
+            },
+            Completion {
+                finish: Some(FinishReason::ContentFilter),
+                ..base
+            },
+        ]
+    }
+
+    #[test]
+    fn completions_are_the_same_bytes() {
+        for c in completions() {
+            let old = old_completion_json(&c, "chatcmpl-1", 1_700_000_000);
+            assert_eq!(completion_json(&c, "chatcmpl-1", 1_700_000_000), old);
+            let mut bytes = Vec::new();
+            write_completion::<()>(&mut bytes, &c, "chatcmpl-1", 1_700_000_000, None).unwrap();
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                serde_json::to_string(&old).unwrap()
+            );
+            let block =
+                json!({"provider": "openai", "reason": null, "status": "ok", "trace_id": "ab"});
+            let mut with = old.clone();
+            with["switchboard"] = block.clone();
+            let mut bytes = Vec::new();
+            write_completion(&mut bytes, &c, "chatcmpl-1", 1_700_000_000, Some(&block)).unwrap();
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                serde_json::to_string(&with).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn streams_are_the_same_bytes() {
+        let events = [
+            ChatEvent::text("Hel"),
+            ChatEvent::text("lo \"there\"\n"),
+            ChatEvent::ToolCall {
+                index: 0,
+                id: Some("call_1".into()),
+                name: Some("f".into()),
+                arguments: String::new(),
+            },
+            ChatEvent::ToolCall {
+                index: 0,
+                id: None,
+                name: None,
+                arguments: "{\"a\":".into(),
+            },
+            ChatEvent::ToolCall {
+                index: 1,
+                id: None,
+                name: Some("g".into()),
+                arguments: "1}".into(),
+            },
+            ChatEvent::Usage(Usage::new(9, 4)),
+            ChatEvent::Finish(FinishReason::ToolCalls),
+            ChatEvent::Usage(Usage {
+                input_tokens: 10,
+                output_tokens: 2,
+                cached_input_tokens: 5,
+            }),
+        ];
+        for include_usage in [false, true] {
+            for n in 0..=events.len() {
+                let mut new = StreamEncoder::new("chatcmpl-x", "gpt-4o", 17, include_usage);
+                let mut old = OldEncoder {
+                    id: "chatcmpl-x".into(),
+                    model: "gpt-4o".into(),
+                    created: 17,
+                    include_usage,
+                    finish: None,
+                    usage: None,
+                };
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                new.start(&mut a);
+                old.start(&mut b);
+                for e in &events[..n] {
+                    new.event(e, &mut a);
+                    old.event(e, &mut b);
+                }
+                new.end(&mut a);
+                old.end(&mut b);
+                assert_eq!(
+                    String::from_utf8(a).unwrap(),
+                    String::from_utf8(b).unwrap(),
+                    "include_usage {include_usage}, {n} events"
+                );
+            }
+        }
     }
 }
