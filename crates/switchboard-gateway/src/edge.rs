@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
 use serde_json::{Value, json};
 use switchboard::budget::{JobQueue, JobStatus};
 use switchboard_core::{
@@ -157,32 +158,42 @@ impl Call {
     fn new(headers: &HeaderMap) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let trace = trace_context::incoming(headers);
-        Self {
-            id: format!(
-                "{:08x}{:016x}",
-                NEXT.fetch_add(1, Ordering::Relaxed),
-                rand::random::<u64>()
-            ),
-            trace,
-        }
+        // `{:08x}{:016x}` of a counter and a random number, without `fmt`.
+        let mut id = String::with_capacity(24);
+        trace_context::push_hex(&mut id, NEXT.fetch_add(1, Ordering::Relaxed), 8);
+        trace_context::push_hex(&mut id, rand::random::<u64>(), 16);
+        Self { id, trace }
+    }
+
+    /// The call's id behind `prefix` (`chatcmpl-`, `msg_`, `req_`).
+    fn prefixed(&self, prefix: &str) -> String {
+        let mut out = String::with_capacity(prefix.len() + self.id.len());
+        out.push_str(prefix);
+        out.push_str(&self.id);
+        out
     }
 
     /// The `x-switchboard-*` and `traceparent` headers of a disposition.
     fn headers(&self, d: &Disposition, headers: &mut HeaderMap) {
-        let mut put = |name: &'static str, value: &str| {
+        const STATUS: HeaderName = HeaderName::from_static("x-switchboard-status");
+        const PROVIDER: HeaderName = HeaderName::from_static("x-switchboard-provider");
+        const REASON: HeaderName = HeaderName::from_static("x-switchboard-reason");
+        const TRACE_ID: HeaderName = HeaderName::from_static("x-switchboard-trace-id");
+        const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+        headers.insert(STATUS, HeaderValue::from_static(d.status.as_str()));
+        let mut put = |name: HeaderName, value: &str| {
             if let Ok(v) = HeaderValue::try_from(value) {
-                headers.insert(HeaderName::from_static(name), v);
+                headers.insert(name, v);
             }
         };
-        put("x-switchboard-status", d.status.as_str());
         if let Some(p) = &d.provider {
-            put("x-switchboard-provider", p.as_str());
+            put(PROVIDER, p.as_str());
         }
         if let Some(r) = &d.reason {
-            put("x-switchboard-reason", r);
+            put(REASON, r);
         }
-        put("x-switchboard-trace-id", &d.trace_id.to_string());
-        put("traceparent", &trace_context::outgoing(self.trace));
+        put(TRACE_ID, trace_context::TraceHex::new(d.trace_id).as_str());
+        put(TRACEPARENT, &trace_context::outgoing(self.trace));
     }
 
     /// The disposition of an edge refusal (before any provider was involved).
@@ -214,8 +225,13 @@ trait Api: Send + 'static {
     fn refusal(status: u16, message: &str, param: Option<&str>, call: &Call) -> Value;
     /// A streamed answer's body.
     fn stream(response: ChatResponse, include_usage: bool, call: &Call) -> Body;
-    /// A whole answer.
-    fn complete(completion: &Completion, call: &Call) -> Value;
+    /// A whole answer, with the `switchboard` block, as JSON bytes.
+    fn complete(
+        completion: &Completion,
+        call: &Call,
+        block: &Block<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), serde_json::Error>;
 }
 
 struct OpenAiApi;
@@ -238,7 +254,7 @@ impl Api for OpenAiApi {
 
     fn stream(response: ChatResponse, include_usage: bool, call: &Call) -> Body {
         let encoder = openai::StreamEncoder::new(
-            format!("chatcmpl-{}", call.id),
+            call.prefixed("chatcmpl-"),
             response.model().to_owned(),
             unix_now(),
             include_usage,
@@ -246,8 +262,14 @@ impl Api for OpenAiApi {
         sse_body(response, Encoder::OpenAi(encoder))
     }
 
-    fn complete(completion: &Completion, call: &Call) -> Value {
-        openai::completion_json(completion, &format!("chatcmpl-{}", call.id), unix_now())
+    fn complete(
+        completion: &Completion,
+        call: &Call,
+        block: &Block<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), serde_json::Error> {
+        let id = call.prefixed("chatcmpl-");
+        openai::write_completion(out, completion, &id, unix_now(), Some(block))
     }
 }
 
@@ -259,25 +281,27 @@ impl Api for AnthropicApi {
     }
 
     fn error(error: &Error, call: &Call) -> (u16, Value) {
-        anthropic::error_for(error, &format!("req_{}", call.id))
+        anthropic::error_for(error, &call.prefixed("req_"))
     }
 
     fn refusal(status: u16, message: &str, _: Option<&str>, call: &Call) -> Value {
-        anthropic::error_body(status, message, &format!("req_{}", call.id))
+        anthropic::error_body(status, message, &call.prefixed("req_"))
     }
 
     fn stream(response: ChatResponse, _: bool, call: &Call) -> Body {
-        let encoder = anthropic::StreamEncoder::new(
-            format!("msg_{}", call.id),
-            response.model().to_owned(),
-            0,
-        )
-        .request_id(format!("req_{}", call.id));
+        let encoder =
+            anthropic::StreamEncoder::new(call.prefixed("msg_"), response.model().to_owned(), 0)
+                .request_id(call.prefixed("req_"));
         sse_body(response, Encoder::Anthropic(Box::new(encoder)))
     }
 
-    fn complete(completion: &Completion, call: &Call) -> Value {
-        anthropic::message_json(completion, &format!("msg_{}", call.id))
+    fn complete(
+        completion: &Completion,
+        call: &Call,
+        block: &Block<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), serde_json::Error> {
+        anthropic::write_message(out, completion, &call.prefixed("msg_"), Some(block))
     }
 }
 
@@ -372,12 +396,58 @@ async fn messages(state: Shared, request: Request) -> Response {
     handle::<AnthropicApi>(state, request).await
 }
 
+/// A disposition as the `switchboard` block of a JSON body: the fields of its `Serialize`,
+/// in the (sorted) order a `serde_json::Value` writes them, with the trace id written
+/// without `fmt`.
+#[derive(Serialize)]
+struct Block<'a> {
+    provider: Option<&'a str>,
+    reason: Option<&'a str>,
+    status: &'static str,
+    trace_id: &'a str,
+}
+
+fn with_block<T>(d: &Disposition, f: impl FnOnce(&Block<'_>) -> T) -> T {
+    let trace = trace_context::TraceHex::new(d.trace_id);
+    f(&Block {
+        provider: d.provider.as_ref().map(|p| p.as_str()),
+        reason: d.reason.as_deref(),
+        status: d.status.as_str(),
+        trace_id: trace.as_str(),
+    })
+}
+
 fn json_response(status: u16, mut body: Value, disposition: &Disposition, call: &Call) -> Response {
-    if let (Some(obj), Ok(block)) = (body.as_object_mut(), serde_json::to_value(disposition)) {
+    if let (Some(obj), Ok(block)) = (
+        body.as_object_mut(),
+        with_block(disposition, |block| serde_json::to_value(block)),
+    ) {
         obj.insert("switchboard".into(), block);
     }
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (code, axum::Json(body)).into_response();
+    call.headers(disposition, response.headers_mut());
+    response
+}
+
+/// A 200 with a whole answer written by `A`, as `json_response` would send it.
+fn answer<A: Api>(completion: &Completion, disposition: &Disposition, call: &Call) -> Response {
+    let mut body = Vec::with_capacity(1024);
+    let written = with_block(disposition, |block| {
+        A::complete(completion, call, block, &mut body)
+    });
+    let mut response = match written {
+        Ok(()) => {
+            let mut response = Response::new(Body::from(body));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        // As `axum::Json` answers a body it cannot serialize.
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
     call.headers(disposition, response.headers_mut());
     response
 }
@@ -495,7 +565,7 @@ async fn handle<A: Api>(State(gateway): Shared, request: Request) -> Response {
         return http;
     }
     match response.collect().await {
-        Ok(completion) => json_response(200, A::complete(&completion, &call), &disposition, &call),
+        Ok(completion) => answer::<A>(&completion, &disposition, &call),
         Err(error) => fail::<A>(&error, &call),
     }
 }
@@ -602,3 +672,50 @@ async fn not_found(request: Request) -> Response {
 
 /// How long in-flight requests get to finish after a shutdown signal: 30 s.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use switchboard_core::ProviderId;
+
+    use super::*;
+
+    #[test]
+    fn the_block_is_the_dispositions_json() {
+        let trace = TraceId::random();
+        let mut degraded = Degraded::default();
+        degraded.push("budget_max_tokens_capped", "max_tokens 4096 → 512");
+        for d in [
+            Disposition::answered(Some(ProviderId::OPENAI), &Degraded::default(), trace),
+            Disposition::answered(Some(ProviderId::ANTHROPIC), &degraded, trace),
+            Disposition::answered(None, &degraded, trace),
+            Disposition::failed(
+                &Error::ModelNotFound {
+                    model: "gpt-9".into(),
+                },
+                trace,
+            ),
+        ] {
+            let expected = serde_json::to_value(&d).unwrap();
+            assert_eq!(
+                with_block(&d, |b| serde_json::to_value(b).unwrap()),
+                expected
+            );
+            assert_eq!(
+                with_block(&d, |b| serde_json::to_string(b).unwrap()),
+                serde_json::to_string(&expected).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn call_ids_are_24_hex_digits() {
+        let call = Call::new(&HeaderMap::new());
+        assert_eq!(call.id.len(), 24);
+        assert!(
+            call.id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(call.prefixed("msg_"), format!("msg_{}", call.id));
+    }
+}

@@ -46,7 +46,49 @@ pub(crate) fn outgoing(trace: TraceId) -> String {
             break s;
         }
     };
-    format!("00-{trace}-{span:016x}-01")
+    // `00-{trace}-{span:016x}-01`, without `fmt`.
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    out.push_str(TraceHex::new(trace).as_str());
+    out.push('-');
+    push_hex(&mut out, span, 16);
+    out.push_str("-01");
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A trace id as its 32 lowercase hex digits (what its `Display` writes), without `fmt`.
+pub(crate) struct TraceHex([u8; 32]);
+
+impl TraceHex {
+    pub(crate) fn new(trace: TraceId) -> Self {
+        let mut out = [0u8; 32];
+        for (pair, b) in out.chunks_exact_mut(2).zip(trace.to_bytes()) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
+        }
+        Self(out)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Hex digits only: always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// Appends `value` in lowercase hex, zero-padded to at least `width` digits (`{:0width$x}`).
+pub(crate) fn push_hex(out: &mut String, value: u64, width: usize) {
+    let digits = (64 - value.leading_zeros() as usize)
+        .div_ceil(4)
+        .max(width.min(16))
+        .max(1);
+    for _ in 16..width {
+        out.push('0');
+    }
+    for i in (0..digits).rev() {
+        out.push(char::from(HEX[((value >> (4 * i)) & 0xf) as usize]));
+    }
 }
 
 #[cfg(test)]
@@ -81,6 +123,30 @@ mod tests {
                 "4bf92f3577b34da6a3ce929d0e0e4736",
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn hex_is_what_fmt_writes() {
+        for _ in 0..100 {
+            let id = TraceId::random();
+            assert_eq!(TraceHex::new(id).as_str(), id.to_string());
+        }
+        for value in [
+            0,
+            1,
+            0xf,
+            0x10,
+            0xdead_beef,
+            0x1_0000_0000,
+            u64::MAX,
+            42 << 60,
+        ] {
+            for width in [0, 1, 8, 16, 20] {
+                let mut out = String::new();
+                push_hex(&mut out, value, width);
+                assert_eq!(out, format!("{value:0width$x}"), "{value} {width}");
+            }
         }
     }
 
