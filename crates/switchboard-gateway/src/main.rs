@@ -20,6 +20,11 @@ use switchboard_gateway::{Gateway, GatewayKeys};
 
 mod eval_command;
 
+/// mimalloc: the request path allocates and frees many small buffers, and glibc's malloc
+/// spent about a seventh of the gateway's instructions on them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchboard",
