@@ -243,6 +243,12 @@ async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result
         );
         let _ = signalled_tx.send(());
     };
+    // Answers and SSE frames go out as soon as they are written (no Nagle delay).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let server = std::pin::pin!(server.into_future());
     // After the signal, in-flight streams get `drain` to finish; then we stop anyway.
