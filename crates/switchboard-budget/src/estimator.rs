@@ -1,6 +1,6 @@
 //! [`Estimator`]: token counts, expected output and prices → [`CostEstimate`].
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,7 +125,8 @@ impl Estimator {
     pub fn learned_output(&self, scene: &Scene) -> Option<u64> {
         let learned = self.learned.read().unwrap_or_else(|e| e.into_inner());
         let histogram = learned.get(scene)?;
-        (histogram.count() >= self.min_samples).then(|| histogram.percentile(self.percentile))
+        (histogram.count() >= self.min_samples)
+            .then(|| histogram.cached_percentile(self.percentile))
     }
 
     /// Records a call's real output tokens for its scene.
@@ -252,42 +253,69 @@ const BUCKETS: usize = 128;
 #[derive(Debug)]
 pub(crate) struct OutputHistogram {
     counts: [AtomicU64; BUCKETS],
+    total: AtomicU64,
+    /// The last percentile worked out (`cached_value`), and the total it was worked out
+    /// at (`cached_at`, 0 = never): reused until the total grows by more than 1/64.
+    cached_value: AtomicU64,
+    cached_at: AtomicU64,
 }
 
 impl Default for OutputHistogram {
     fn default() -> Self {
         Self {
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            total: AtomicU64::new(0),
+            cached_value: AtomicU64::new(0),
+            cached_at: AtomicU64::new(0),
         }
     }
 }
 
-fn bucket_bound(i: usize) -> u64 {
-    let mut bound = 0u64;
-    for _ in 0..i {
-        bound = (bound + 1).max(bound + bound / 8);
+/// Each bucket's upper bound: `b[i + 1] = max(b[i] + 1, b[i] × 9/8)`, from 0.
+const BOUNDS: [u64; BUCKETS] = {
+    let mut bounds = [0u64; BUCKETS];
+    let mut i = 1;
+    while i < BUCKETS {
+        let b = bounds[i - 1];
+        let grown = b + b / 8;
+        bounds[i] = if grown > b + 1 { grown } else { b + 1 };
+        i += 1;
     }
-    bound
+    bounds
+};
+
+fn bucket_bound(i: usize) -> u64 {
+    BOUNDS[i.min(BUCKETS - 1)]
 }
 
 fn bucket_of(value: u64) -> usize {
-    let mut bound = 0u64;
-    for i in 0..BUCKETS {
-        if value <= bound {
-            return i;
-        }
-        bound = (bound + 1).max(bound + bound / 8);
-    }
-    BUCKETS - 1
+    BOUNDS.partition_point(|&b| b < value).min(BUCKETS - 1)
 }
 
 impl OutputHistogram {
     pub(crate) fn record(&self, value: u64) {
         self.counts[bucket_of(value)].fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// [`percentile`](Self::percentile), worked out again only once the histogram has
+    /// grown by more than 1/64 since the last time (always, below 64 samples): one
+    /// estimate per request would otherwise scan every bucket.
+    pub(crate) fn cached_percentile(&self, percentile: u32) -> u64 {
+        let total = self.count();
+        let at = self.cached_at.load(Ordering::Acquire);
+        if at != 0 && total.saturating_sub(at) <= at / 64 {
+            return self.cached_value.load(Ordering::Relaxed);
+        }
+        let value = self.percentile(percentile);
+        // Racing writers store values for nearly the same total: either is fine.
+        self.cached_value.store(value, Ordering::Relaxed);
+        self.cached_at.store(total.max(1), Ordering::Release);
+        value
     }
 
     /// The bucket bound at or above which `percentile` % of observations lie below.
@@ -304,5 +332,57 @@ impl OutputHistogram {
             }
         }
         bucket_bound(BUCKETS - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cached_percentile_follows_the_histogram_within_a_64th() {
+        let h = OutputHistogram::default();
+        for _ in 0..640 {
+            h.record(10);
+        }
+        assert_eq!(h.cached_percentile(90), bucket_bound(bucket_of(10)));
+        // 10 more samples (under 1/64 of 640): the cached figure stands.
+        for _ in 0..10 {
+            h.record(5_000);
+        }
+        assert_eq!(h.cached_percentile(90), bucket_bound(bucket_of(10)));
+        assert_eq!(h.count(), 650);
+        // Past 1/64: worked out again, and now the large outputs show.
+        for _ in 0..2_000 {
+            h.record(5_000);
+        }
+        assert_eq!(h.cached_percentile(90), h.percentile(90));
+        assert!(h.cached_percentile(90) >= 5_000);
+    }
+
+    #[test]
+    fn bucket_bounds_grow_by_an_eighth_and_values_land_at_or_under_their_bound() {
+        let mut bound = 0u64;
+        for (i, b) in BOUNDS.iter().enumerate() {
+            assert_eq!(*b, bound, "bucket {i}");
+            bound = (bound + 1).max(bound + bound / 8);
+        }
+        for value in [0, 1, 15, 16, 17, 100, 4_096, 100_000, BOUNDS[BUCKETS - 1]] {
+            let i = bucket_of(value);
+            assert!(value <= BOUNDS[i]);
+            assert!(i == 0 || value > BOUNDS[i - 1], "{value} in bucket {i}");
+        }
+        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn below_64_samples_every_sample_counts() {
+        let h = OutputHistogram::default();
+        h.record(10);
+        assert_eq!(h.cached_percentile(50), bucket_bound(bucket_of(10)));
+        h.record(1_000);
+        h.record(1_000);
+        assert_eq!(h.cached_percentile(50), h.percentile(50));
+        assert!(h.cached_percentile(50) >= 1_000);
     }
 }

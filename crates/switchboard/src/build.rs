@@ -1,6 +1,6 @@
 //! Assembling the standard stack from a [`Config`].
 
-use std::collections::HashSet;
+use hashbrown::HashSet;
 use std::fmt;
 use std::future::Ready;
 use std::sync::Arc;
