@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Uri, header};
+use http::{HeaderName, HeaderValue, Method, Request, Uri, header};
 use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -148,15 +148,27 @@ impl Anthropic {
             message,
         };
         let json = request_body(body, self.inner.default_max_tokens).map_err(invalid)?;
-        Request::builder()
-            .method(Method::POST)
-            .uri(self.inner.endpoint.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "text/event-stream")
-            .header("x-api-key", self.inner.key.clone())
-            .header("anthropic-version", self.inner.version.clone())
-            .body(Full::new(Bytes::from(json)))
-            .map_err(|e| invalid(e.to_string()))
+        // Built in place (the builder re-validates every header): the same headers, in
+        // the same order.
+        let mut request = Request::new(Full::new(Bytes::from(json)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.inner.endpoint.clone();
+        let headers = request.headers_mut();
+        headers.reserve(4);
+        headers.append(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.append(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.append(HeaderName::from_static("x-api-key"), self.inner.key.clone());
+        headers.append(
+            HeaderName::from_static("anthropic-version"),
+            self.inner.version.clone(),
+        );
+        Ok(request)
     }
 }
 

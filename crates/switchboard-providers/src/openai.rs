@@ -10,11 +10,12 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Uri, header};
 use http_body_util::Full;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 use switchboard_core::{
     ChatBody, ChatEvent, ChatRequest, ChatResponse, Content, ContentPart, Error, FinishReason,
-    ProviderId, Role, ToolChoice, Usage,
+    ProviderId, Role, Tool, ToolCall, ToolChoice, Usage,
 };
 use tower::Service;
 
@@ -180,21 +181,26 @@ impl OpenAi {
                 message,
             }
         })?;
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(self.inner.endpoint.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "text/event-stream")
-            .header(self.inner.auth.0.clone(), self.inner.auth.1.clone());
+        // Built in place (the builder re-validates every header): the same headers, in
+        // the same order.
+        let mut request = Request::new(Full::new(Bytes::from(json)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.inner.endpoint.clone();
+        let headers = request.headers_mut();
+        headers.reserve(3 + self.inner.extra_headers.len());
+        headers.append(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.append(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.append(self.inner.auth.0.clone(), self.inner.auth.1.clone());
         for (name, value) in &self.inner.extra_headers {
-            request = request.header(name, value);
+            headers.append(name.clone(), value.clone());
         }
-        request
-            .body(Full::new(Bytes::from(json)))
-            .map_err(|e| Error::InvalidRequest {
-                provider: Some(self.inner.id.clone()),
-                message: e.to_string(),
-            })
+        Ok(request)
     }
 }
 
@@ -232,105 +238,262 @@ impl Service<ChatRequest> for OpenAi {
 }
 
 /// The request body as JSON bytes: the caller's fields plus `stream: true` and usage in the stream.
+///
+/// Written field by field from the body (no intermediate `serde_json::Value`), keys in
+/// sorted order with `extra` merged in, as a `Value` map would write them.
 pub fn request_body(body: &ChatBody, max_tokens_field: MaxTokensField) -> Result<Vec<u8>, String> {
-    let mut messages = Vec::with_capacity(body.messages.len() + 1);
-    if let Some(system) = &body.system {
-        messages.push(json!({"role": "system", "content": system}));
-    }
-    for m in &body.messages {
-        let role = match m.role {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-            Role::Tool => "tool",
-        };
-        let mut out = Map::new();
-        out.insert("role".into(), role.into());
-        out.insert("content".into(), content(&m.content));
-        if !m.tool_calls.is_empty() {
-            let calls: Vec<Value> = m
-                .tool_calls
-                .iter()
-                .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
-                .collect();
-            out.insert("tool_calls".into(), calls.into());
-        }
-        if let Some(id) = &m.tool_call_id {
-            out.insert("tool_call_id".into(), id.clone().into());
-        }
-        messages.push(Value::Object(out));
-    }
-    let mut out = Map::new();
-    out.insert("model".into(), body.model.clone().into());
-    out.insert("messages".into(), messages.into());
-    out.insert("stream".into(), true.into());
-    out.insert("stream_options".into(), json!({"include_usage": true}));
+    // The fields switchboard sets, in sorted key order.
+    let mut known: Vec<(&'static str, Field<'_>)> = Vec::with_capacity(12);
     if let Some(max) = body.max_tokens {
         let field = match max_tokens_field {
             MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
             MaxTokensField::MaxTokens => "max_tokens",
         };
-        out.insert(field.into(), max.into());
+        known.push((field, Field::U32(max)));
     }
-    if let Some(t) = body.temperature {
-        out.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = body.top_p {
-        out.insert("top_p".into(), json!(p));
+    known.push(("messages", Field::Messages(body)));
+    known.push(("model", Field::Str(&body.model)));
+    if let Some(format) = &body.response_format {
+        known.push(("response_format", Field::Value(format)));
     }
     if !body.stop.is_empty() {
-        out.insert("stop".into(), json!(body.stop));
+        known.push(("stop", Field::Strs(&body.stop)));
     }
-    if !body.tools.is_empty() {
-        let tools: Vec<Value> = body
-            .tools
-            .iter()
-            .map(|t| {
-                let mut function = json!({"name": t.name, "parameters": t.parameters});
-                if let Some(d) = &t.description {
-                    function["description"] = d.clone().into();
-                }
-                json!({"type": "function", "function": function})
-            })
-            .collect();
-        out.insert("tools".into(), tools.into());
+    known.push(("stream", Field::True));
+    known.push(("stream_options", Field::IncludeUsage));
+    if let Some(t) = body.temperature {
+        known.push(("temperature", Field::Float(t)));
     }
     if let Some(choice) = &body.tool_choice {
-        let choice = match choice {
-            ToolChoice::Auto => json!("auto"),
-            ToolChoice::None => json!("none"),
-            ToolChoice::Required => json!("required"),
-            ToolChoice::Tool { name } => json!({"type": "function", "function": {"name": name}}),
-        };
-        out.insert("tool_choice".into(), choice);
+        known.push(("tool_choice", Field::ToolChoice(choice)));
     }
-    if let Some(format) = &body.response_format {
-        out.insert("response_format".into(), format.clone());
+    if !body.tools.is_empty() {
+        known.push(("tools", Field::Tools(&body.tools)));
     }
-    for (key, value) in &body.extra {
-        if out.contains_key(key) {
-            return Err(format!(
-                "extra field `{key}` collides with a field switchboard sets; set it through the request's own field"
-            ));
-        }
-        out.insert(key.clone(), value.clone());
+    if let Some(p) = body.top_p {
+        known.push(("top_p", Field::Float(p)));
     }
-    serde_json::to_vec(&Value::Object(out)).map_err(|e| e.to_string())
+    if let Some(key) = body
+        .extra
+        .keys()
+        .find(|key| known.iter().any(|(k, _)| k == key))
+    {
+        return Err(format!(
+            "extra field `{key}` collides with a field switchboard sets; set it through the request's own field"
+        ));
+    }
+    let mut out = Vec::with_capacity(256);
+    serde_json::to_writer(
+        &mut out,
+        &Merged {
+            known: &known,
+            extra: &body.extra,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
-fn content(content: &Content) -> Value {
-    match content {
-        Content::Text(text) => text.clone().into(),
-        Content::Parts(parts) => parts
-            .iter()
-            .map(|p| match p {
-                ContentPart::Text { text } => json!({"type": "text", "text": text}),
-                ContentPart::Image { url } => {
-                    json!({"type": "image_url", "image_url": {"url": url}})
+/// The known fields and `extra`, both sorted, merged into one sorted object.
+struct Merged<'a> {
+    known: &'a [(&'static str, Field<'a>)],
+    extra: &'a Map<String, Value>,
+}
+
+impl Serialize for Merged<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.known.len() + self.extra.len()))?;
+        let mut known = self.known.iter().peekable();
+        let mut extra = self.extra.iter().peekable();
+        loop {
+            let take_known = match (known.peek(), extra.peek()) {
+                (Some((k, _)), Some((e, _))) => *k < e.as_str(),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if take_known {
+                if let Some((key, value)) = known.next() {
+                    map.serialize_entry(key, value)?;
                 }
-            })
-            .collect::<Vec<_>>()
-            .into(),
+            } else if let Some((key, value)) = extra.next() {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// One field switchboard sets.
+enum Field<'a> {
+    U32(u32),
+    Str(&'a str),
+    Strs(&'a [String]),
+    Value(&'a Value),
+    True,
+    /// `{"include_usage": true}`.
+    IncludeUsage,
+    /// Written as the `f64` a `Value` holds, so `0.7` stays `0.699999988079071`, as before.
+    Float(f32),
+    Messages(&'a ChatBody),
+    Tools(&'a [Tool]),
+    ToolChoice(&'a ToolChoice),
+}
+
+impl Serialize for Field<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct IncludeUsage {
+            include_usage: bool,
+        }
+        #[derive(Serialize)]
+        struct ToolOut<'a> {
+            function: FunctionOut<'a>,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        #[derive(Serialize)]
+        struct FunctionOut<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            description: Option<&'a str>,
+            name: &'a str,
+            parameters: &'a Value,
+        }
+        #[derive(Serialize)]
+        struct NamedChoice<'a> {
+            function: Named<'a>,
+            #[serde(rename = "type")]
+            kind: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Named<'a> {
+            name: &'a str,
+        }
+        match self {
+            Field::U32(n) => serializer.serialize_u32(*n),
+            Field::Str(s) => serializer.serialize_str(s),
+            Field::Strs(items) => serializer.collect_seq(items.iter()),
+            Field::Value(v) => v.serialize(serializer),
+            Field::True => serializer.serialize_bool(true),
+            Field::IncludeUsage => IncludeUsage {
+                include_usage: true,
+            }
+            .serialize(serializer),
+            Field::Float(f) => serializer.serialize_f64(f64::from(*f)),
+            Field::Messages(body) => {
+                let system = body.system.as_deref().map(|content| MessageOut {
+                    content: ContentOut::Text(content),
+                    role: "system",
+                    tool_call_id: None,
+                    tool_calls: &[],
+                });
+                let messages = body.messages.iter().map(|m| MessageOut {
+                    content: match &m.content {
+                        Content::Text(text) => ContentOut::Text(text),
+                        Content::Parts(parts) => ContentOut::Parts(parts),
+                    },
+                    role: match m.role {
+                        Role::System => "system",
+                        Role::User => "user",
+                        Role::Assistant => "assistant",
+                        Role::Tool => "tool",
+                    },
+                    tool_call_id: m.tool_call_id.as_deref(),
+                    tool_calls: &m.tool_calls,
+                });
+                serializer.collect_seq(system.into_iter().chain(messages))
+            }
+            Field::Tools(tools) => serializer.collect_seq(tools.iter().map(|t| ToolOut {
+                function: FunctionOut {
+                    description: t.description.as_deref(),
+                    name: &t.name,
+                    parameters: &t.parameters,
+                },
+                kind: "function",
+            })),
+            Field::ToolChoice(choice) => match choice {
+                ToolChoice::Auto => serializer.serialize_str("auto"),
+                ToolChoice::None => serializer.serialize_str("none"),
+                ToolChoice::Required => serializer.serialize_str("required"),
+                ToolChoice::Tool { name } => NamedChoice {
+                    function: Named { name },
+                    kind: "function",
+                }
+                .serialize(serializer),
+            },
+        }
+    }
+}
+
+/// One message (keys sorted).
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    content: ContentOut<'a>,
+    role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "tool_calls")]
+    tool_calls: &'a [ToolCall],
+}
+
+fn tool_calls<S: Serializer>(calls: &&[ToolCall], serializer: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct CallOut<'a> {
+        function: CallFunction<'a>,
+        id: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    }
+    #[derive(Serialize)]
+    struct CallFunction<'a> {
+        arguments: &'a str,
+        name: &'a str,
+    }
+    serializer.collect_seq(calls.iter().map(|c| CallOut {
+        function: CallFunction {
+            arguments: &c.arguments,
+            name: &c.name,
+        },
+        id: &c.id,
+        kind: "function",
+    }))
+}
+
+enum ContentOut<'a> {
+    Text(&'a str),
+    Parts(&'a [ContentPart]),
+}
+
+impl Serialize for ContentOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum PartOut<'a> {
+            Text {
+                text: &'a str,
+                #[serde(rename = "type")]
+                kind: &'static str,
+            },
+            Image {
+                image_url: Url<'a>,
+                #[serde(rename = "type")]
+                kind: &'static str,
+            },
+        }
+        #[derive(Serialize)]
+        struct Url<'a> {
+            url: &'a str,
+        }
+        match self {
+            ContentOut::Text(text) => serializer.serialize_str(text),
+            ContentOut::Parts(parts) => serializer.collect_seq(parts.iter().map(|p| match p {
+                ContentPart::Text { text } => PartOut::Text { text, kind: "text" },
+                ContentPart::Image { url } => PartOut::Image {
+                    image_url: Url { url },
+                    kind: "image_url",
+                },
+            })),
+        }
     }
 }
 
@@ -479,5 +642,267 @@ impl Dialect for OpenAiEvents {
 
     fn model(&mut self) -> Option<String> {
         self.model.clone()
+    }
+}
+
+/// The request body as the first version built it, through `serde_json::Value`: the
+/// typed writer must produce the same bytes.
+#[cfg(test)]
+mod same_bytes {
+    use serde_json::{Map, Value, json};
+    use switchboard_core::{
+        ChatBody, Content, ContentPart, Message, Role, Tool, ToolCall, ToolChoice,
+    };
+
+    use super::{MaxTokensField, request_body};
+
+    /// The request body as JSON bytes: the caller's fields plus `stream: true` and usage in the stream.
+    fn old_request_body(
+        body: &ChatBody,
+        max_tokens_field: MaxTokensField,
+    ) -> Result<Vec<u8>, String> {
+        let mut messages = Vec::with_capacity(body.messages.len() + 1);
+        if let Some(system) = &body.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        for m in &body.messages {
+            let role = match m.role {
+                Role::System => "system",
+                Role::User => "user",
+                Role::Assistant => "assistant",
+                Role::Tool => "tool",
+            };
+            let mut out = Map::new();
+            out.insert("role".into(), role.into());
+            out.insert("content".into(), content(&m.content));
+            if !m.tool_calls.is_empty() {
+                let calls: Vec<Value> = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                    .collect();
+                out.insert("tool_calls".into(), calls.into());
+            }
+            if let Some(id) = &m.tool_call_id {
+                out.insert("tool_call_id".into(), id.clone().into());
+            }
+            messages.push(Value::Object(out));
+        }
+        let mut out = Map::new();
+        out.insert("model".into(), body.model.clone().into());
+        out.insert("messages".into(), messages.into());
+        out.insert("stream".into(), true.into());
+        out.insert("stream_options".into(), json!({"include_usage": true}));
+        if let Some(max) = body.max_tokens {
+            let field = match max_tokens_field {
+                MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+                MaxTokensField::MaxTokens => "max_tokens",
+            };
+            out.insert(field.into(), max.into());
+        }
+        if let Some(t) = body.temperature {
+            out.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = body.top_p {
+            out.insert("top_p".into(), json!(p));
+        }
+        if !body.stop.is_empty() {
+            out.insert("stop".into(), json!(body.stop));
+        }
+        if !body.tools.is_empty() {
+            let tools: Vec<Value> = body
+                .tools
+                .iter()
+                .map(|t| {
+                    let mut function = json!({"name": t.name, "parameters": t.parameters});
+                    if let Some(d) = &t.description {
+                        function["description"] = d.clone().into();
+                    }
+                    json!({"type": "function", "function": function})
+                })
+                .collect();
+            out.insert("tools".into(), tools.into());
+        }
+        if let Some(choice) = &body.tool_choice {
+            let choice = match choice {
+                ToolChoice::Auto => json!("auto"),
+                ToolChoice::None => json!("none"),
+                ToolChoice::Required => json!("required"),
+                ToolChoice::Tool { name } => {
+                    json!({"type": "function", "function": {"name": name}})
+                }
+            };
+            out.insert("tool_choice".into(), choice);
+        }
+        if let Some(format) = &body.response_format {
+            out.insert("response_format".into(), format.clone());
+        }
+        for (key, value) in &body.extra {
+            if out.contains_key(key) {
+                return Err(format!(
+                    "extra field `{key}` collides with a field switchboard sets; set it through the request's own field"
+                ));
+            }
+            out.insert(key.clone(), value.clone());
+        }
+        serde_json::to_vec(&Value::Object(out)).map_err(|e| e.to_string())
+    }
+
+    fn content(content: &Content) -> Value {
+        match content {
+            Content::Text(text) => text.clone().into(),
+            Content::Parts(parts) => parts
+                .iter()
+                .map(|p| match p {
+                    ContentPart::Text { text } => json!({"type": "text", "text": text}),
+                    ContentPart::Image { url } => {
+                        json!({"type": "image_url", "image_url": {"url": url}})
+                    }
+                })
+                .collect::<Vec<_>>()
+                .into(),
+        }
+    }
+
+    fn bodies() -> Vec<ChatBody> {
+        let mut full = ChatBody::new(
+            "gpt-4o-mini",
+            vec![
+                Message::user("Say \"this\" is a test \u{1F44B}"),
+                Message {
+                    role: Role::User,
+                    content: Content::Parts(vec![
+                        ContentPart::Text {
+                            text: "look".into(),
+                        },
+                        ContentPart::Image {
+                            url: "https://x/y.png".into(),
+                        },
+                    ]),
+                    tool_calls: Vec::new(),
+                    tool_call_id: None,
+                },
+                Message {
+                    role: Role::Assistant,
+                    content: Content::Text(String::new()),
+                    tool_calls: vec![ToolCall {
+                        id: "c1".into(),
+                        name: "f".into(),
+                        arguments: "{\"a\": 1}".into(),
+                    }],
+                    tool_call_id: None,
+                },
+                Message {
+                    role: Role::Tool,
+                    content: Content::Text("42".into()),
+                    tool_calls: Vec::new(),
+                    tool_call_id: Some("c1".into()),
+                },
+                Message {
+                    role: Role::System,
+                    content: Content::Text("late system".into()),
+                    tool_calls: Vec::new(),
+                    tool_call_id: None,
+                },
+            ],
+        );
+        full.system = Some("be brief".into());
+        full.max_tokens = Some(100);
+        full.temperature = Some(0.7);
+        full.top_p = Some(0.1);
+        full.stop = vec!["END".into(), "\n\n".into()];
+        full.tools = vec![
+            Tool {
+                name: "f".into(),
+                description: Some("does f".into()),
+                parameters: json!({"type": "object", "properties": {"a": {"type": "integer"}}}),
+            },
+            Tool {
+                name: "g".into(),
+                description: None,
+                parameters: json!({}),
+            },
+        ];
+        full.tool_choice = Some(ToolChoice::Tool { name: "f".into() });
+        full.response_format = Some(json!({"type": "json_object"}));
+        let mut extra = Map::new();
+        for key in [
+            "seed",
+            "user",
+            "a",
+            "metadata",
+            "zzz",
+            "n_probs",
+            "store",
+            "top_logprobs",
+        ] {
+            extra.insert(key.into(), json!({"k": [1, 2.5, "x", null, true]}));
+        }
+        full.extra = extra;
+        let mut bodies = vec![ChatBody::new("m", vec![Message::user("hi")]), full.clone()];
+        for choice in [ToolChoice::Auto, ToolChoice::None, ToolChoice::Required] {
+            let mut b = full.clone();
+            b.tool_choice = Some(choice);
+            bodies.push(b);
+        }
+        for t in [0.0, 1.0, 2.0, 0.3, 1.9999, f32::NAN, f32::INFINITY] {
+            let mut b = full.clone();
+            b.temperature = Some(t);
+            b.top_p = None;
+            bodies.push(b);
+        }
+        bodies
+    }
+
+    #[test]
+    fn request_bodies_are_the_same_bytes() {
+        for body in bodies() {
+            for field in [
+                MaxTokensField::MaxCompletionTokens,
+                MaxTokensField::MaxTokens,
+            ] {
+                let old = old_request_body(&body, field).unwrap();
+                let new = request_body(&body, field).unwrap();
+                assert_eq!(
+                    String::from_utf8(new).unwrap(),
+                    String::from_utf8(old).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn colliding_extra_fields_are_refused_the_same_way() {
+        for key in [
+            "model",
+            "messages",
+            "stream",
+            "stream_options",
+            "max_completion_tokens",
+            "temperature",
+            "tools",
+            "tool_choice",
+            "response_format",
+            "stop",
+            "top_p",
+        ] {
+            let mut body = bodies().remove(1);
+            body.extra.insert(key.into(), json!(1));
+            body.extra.insert("aaa".into(), json!(1));
+            assert_eq!(
+                request_body(&body, MaxTokensField::MaxCompletionTokens),
+                old_request_body(&body, MaxTokensField::MaxCompletionTokens),
+                "{key}"
+            );
+            assert!(request_body(&body, MaxTokensField::MaxCompletionTokens).is_err());
+        }
+        let mut body = bodies().remove(0);
+        body.extra.insert("temperature".into(), json!(1));
+        body.extra.insert("max_tokens".into(), json!(1));
+        assert_eq!(
+            request_body(&body, MaxTokensField::MaxTokens),
+            old_request_body(&body, MaxTokensField::MaxTokens)
+        );
+        assert!(request_body(&body, MaxTokensField::MaxTokens).is_ok());
     }
 }
