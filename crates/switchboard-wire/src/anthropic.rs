@@ -31,11 +31,12 @@ const KNOWN: [&str; 11] = [
 /// become URLs (`data:` URLs for base64 sources). Other fields (`metadata`, `top_k`, ...)
 /// are kept in `extra`.
 pub fn parse_request(bytes: &[u8]) -> Result<ChatBody, WireError> {
-    let obj = json::object(bytes)?;
+    // Strings are moved out of the parsed object, not copied.
+    let mut obj = json::object(bytes)?;
     let field =
         |name: &str| WireError::invalid(format!("{name}: Field required"), Some(name.to_owned()));
-    let model = match obj.get("model") {
-        Some(Value::String(s)) => s.clone(),
+    let model = match obj.get_mut("model") {
+        Some(Value::String(s)) => std::mem::take(s),
         Some(_) => return Err(json::type_error("model", "a string")),
         None => return Err(field("model")),
     };
@@ -52,20 +53,20 @@ pub fn parse_request(bytes: &[u8]) -> Result<ChatBody, WireError> {
                 )
             })?,
     };
-    let raw = match obj.get("messages") {
+    let raw = match obj.get_mut("messages") {
         Some(Value::Array(items)) => items,
         Some(_) => return Err(json::type_error("messages", "an array")),
         None => return Err(field("messages")),
     };
     let mut messages = Vec::with_capacity(raw.len());
-    for (i, m) in raw.iter().enumerate() {
+    for (i, m) in raw.iter_mut().enumerate() {
         turn(m, i, &mut messages)?;
     }
     let mut body = ChatBody::new(model, messages);
     body.max_tokens = Some(max_tokens);
-    body.system = match obj.get("system") {
+    body.system = match obj.get_mut("system") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) => Some(std::mem::take(s)),
         Some(Value::Array(blocks)) => Some(
             blocks
                 .iter()
@@ -93,10 +94,10 @@ pub fn parse_request(bytes: &[u8]) -> Result<ChatBody, WireError> {
     Ok(body)
 }
 
-fn turn(value: &Value, i: usize, out: &mut Vec<Message>) -> Result<(), WireError> {
+fn turn(value: &mut Value, i: usize, out: &mut Vec<Message>) -> Result<(), WireError> {
     let param = format!("messages.{i}");
     let obj = value
-        .as_object()
+        .as_object_mut()
         .ok_or_else(|| json::type_error(&param, "an object"))?;
     let role = match obj.get("role").and_then(Value::as_str) {
         Some("user") => Role::User,
@@ -111,9 +112,9 @@ fn turn(value: &Value, i: usize, out: &mut Vec<Message>) -> Result<(), WireError
             ));
         }
     };
-    let blocks = match obj.get("content") {
+    let blocks = match obj.get_mut("content") {
         Some(Value::String(s)) => {
-            out.push(Message::new(role, s.clone()));
+            out.push(Message::new(role, std::mem::take(s)));
             return Ok(());
         }
         Some(Value::Array(blocks)) => blocks,

@@ -40,6 +40,35 @@ pub(crate) fn required_str(obj: &Object, key: &str, param: &str) -> Result<Strin
     }
 }
 
+/// [`required_str`], moving the string out of the object (it is left empty).
+pub(crate) fn take_required_str(
+    obj: &mut Object,
+    key: &str,
+    param: &str,
+) -> Result<String, WireError> {
+    match obj.get_mut(key) {
+        Some(Value::String(s)) => Ok(std::mem::take(s)),
+        Some(_) => Err(type_error(param, "a string")),
+        None => Err(WireError::invalid(
+            format!("Missing required parameter: '{param}'."),
+            Some(param.to_owned()),
+        )),
+    }
+}
+
+/// [`opt_str`], moving the string out of the object (it is left empty).
+pub(crate) fn take_opt_str(
+    obj: &mut Object,
+    key: &str,
+    param: &str,
+) -> Result<Option<String>, WireError> {
+    match obj.get_mut(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(std::mem::take(s))),
+        Some(_) => Err(type_error(param, "a string")),
+    }
+}
+
 pub(crate) fn opt_str(obj: &Object, key: &str, param: &str) -> Result<Option<String>, WireError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),

@@ -43,10 +43,11 @@ const KNOWN: [&str; 14] = [
 /// `metadata`, ...) are kept in `extra` for OpenAI-compatible upstreams. `n > 1` and the
 /// legacy `functions` are refused: the gateway returns one choice.
 pub fn parse_request(bytes: &[u8]) -> Result<ParsedRequest, WireError> {
-    let obj = json::object(bytes)?;
-    let model = json::required_str(&obj, "model", "model")?;
-    let raw = match obj.get("messages") {
-        Some(Value::Array(items)) => items,
+    // Strings are moved out of the parsed object, not copied.
+    let mut obj = json::object(bytes)?;
+    let model = json::take_required_str(&mut obj, "model", "model")?;
+    let raw = match obj.get_mut("messages") {
+        Some(Value::Array(items)) => std::mem::take(items),
         Some(_) => return Err(json::type_error("messages", "an array")),
         None => {
             return Err(WireError::invalid(
@@ -62,7 +63,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<ParsedRequest, WireError> {
         ));
     }
     let messages = raw
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, m)| message(m, i))
         .collect::<Result<Vec<_>, _>>()?;
@@ -94,11 +95,11 @@ pub fn parse_request(bytes: &[u8]) -> Result<ParsedRequest, WireError> {
             Some("functions".to_owned()),
         ));
     }
-    body.tools = tools(obj.get("tools"))?;
+    body.tools = tools(obj.get_mut("tools"))?;
     body.tool_choice = tool_choice(obj.get("tool_choice"))?;
-    body.response_format = match obj.get("response_format") {
+    body.response_format = match obj.get_mut("response_format") {
         None | Some(Value::Null) => None,
-        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(v @ Value::Object(_)) => Some(v.take()),
         Some(_) => return Err(json::type_error("response_format", "an object")),
     };
     body.extra = obj
@@ -111,10 +112,10 @@ pub fn parse_request(bytes: &[u8]) -> Result<ParsedRequest, WireError> {
     })
 }
 
-fn message(value: &Value, i: usize) -> Result<Message, WireError> {
+fn message(mut value: Value, i: usize) -> Result<Message, WireError> {
     let param = |field: &str| format!("messages[{i}].{field}");
     let obj = value
-        .as_object()
+        .as_object_mut()
         .ok_or_else(|| json::type_error(&format!("messages[{i}]"), "an object"))?;
     let role = match obj.get("role").and_then(Value::as_str) {
         Some("system" | "developer") => Role::System,
@@ -136,36 +137,40 @@ fn message(value: &Value, i: usize) -> Result<Message, WireError> {
             ));
         }
     };
-    let content = match obj.get("content") {
+    let content = match obj.get_mut("content") {
         None | Some(Value::Null) => Content::Text(String::new()),
-        Some(Value::String(s)) => Content::Text(s.clone()),
+        Some(Value::String(s)) => Content::Text(std::mem::take(s)),
         Some(Value::Array(parts)) => Content::Parts(
             parts
-                .iter()
+                .iter_mut()
                 .enumerate()
                 .map(|(j, p)| part(p, &format!("messages[{i}].content[{j}]")))
                 .collect::<Result<_, _>>()?,
         ),
         Some(_) => return Err(json::type_error(&param("content"), "a string or an array")),
     };
-    let tool_calls = match obj.get("tool_calls") {
+    let tool_calls = match obj.get_mut("tool_calls") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(calls)) => calls
-            .iter()
+            .iter_mut()
             .enumerate()
             .map(|(j, c)| {
                 let p = format!("messages[{i}].tool_calls[{j}]");
                 let c = c
-                    .as_object()
+                    .as_object_mut()
                     .ok_or_else(|| json::type_error(&p, "an object"))?;
-                let function = c
-                    .get("function")
-                    .and_then(Value::as_object)
-                    .ok_or_else(|| json::type_error(&format!("{p}.function"), "an object"))?;
+                let no_function = || json::type_error(&format!("{p}.function"), "an object");
+                if !c.get("function").is_some_and(Value::is_object) {
+                    return Err(no_function());
+                }
+                let id = json::take_required_str(c, "id", &format!("{p}.id"))?;
+                let Some(function) = c.get_mut("function").and_then(Value::as_object_mut) else {
+                    return Err(no_function());
+                };
                 Ok(ToolCall {
-                    id: json::required_str(c, "id", &format!("{p}.id"))?,
-                    name: json::required_str(function, "name", &format!("{p}.function.name"))?,
-                    arguments: json::opt_str(
+                    id,
+                    name: json::take_required_str(function, "name", &format!("{p}.function.name"))?,
+                    arguments: json::take_opt_str(
                         function,
                         "arguments",
                         &format!("{p}.function.arguments"),
@@ -176,7 +181,7 @@ fn message(value: &Value, i: usize) -> Result<Message, WireError> {
             .collect::<Result<_, WireError>>()?,
         Some(_) => return Err(json::type_error(&param("tool_calls"), "an array")),
     };
-    let tool_call_id = json::opt_str(obj, "tool_call_id", &param("tool_call_id"))?;
+    let tool_call_id = json::take_opt_str(obj, "tool_call_id", &param("tool_call_id"))?;
     if role == Role::Tool && tool_call_id.is_none() {
         return Err(WireError::invalid(
             format!("Missing required parameter: '{}'.", param("tool_call_id")),
@@ -191,23 +196,25 @@ fn message(value: &Value, i: usize) -> Result<Message, WireError> {
     })
 }
 
-fn part(value: &Value, param: &str) -> Result<ContentPart, WireError> {
+fn part(value: &mut Value, param: &str) -> Result<ContentPart, WireError> {
     let obj = value
-        .as_object()
+        .as_object_mut()
         .ok_or_else(|| json::type_error(param, "an object"))?;
     match obj.get("type").and_then(Value::as_str) {
         Some("text") => Ok(ContentPart::Text {
-            text: json::required_str(obj, "text", &format!("{param}.text"))?,
+            text: json::take_required_str(obj, "text", &format!("{param}.text"))?,
         }),
         Some("image_url") => {
-            let url = obj
-                .get("image_url")
-                .and_then(|i| i.get("url"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| json::type_error(&format!("{param}.image_url.url"), "a string"))?;
-            Ok(ContentPart::Image {
-                url: url.to_owned(),
-            })
+            let url = match obj.get_mut("image_url").and_then(|i| i.get_mut("url")) {
+                Some(Value::String(url)) => std::mem::take(url),
+                _ => {
+                    return Err(json::type_error(
+                        &format!("{param}.image_url.url"),
+                        "a string",
+                    ));
+                }
+            };
+            Ok(ContentPart::Image { url })
         }
         Some(other) => Err(WireError::invalid(
             format!(
@@ -219,31 +226,31 @@ fn part(value: &Value, param: &str) -> Result<ContentPart, WireError> {
     }
 }
 
-fn tools(value: Option<&Value>) -> Result<Vec<Tool>, WireError> {
+fn tools(value: Option<&mut Value>) -> Result<Vec<Tool>, WireError> {
     let items = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) => items,
         Some(_) => return Err(json::type_error("tools", "an array")),
     };
     items
-        .iter()
+        .iter_mut()
         .enumerate()
         .map(|(i, t)| {
             let p = format!("tools[{i}]");
             let function = t
-                .get("function")
-                .and_then(Value::as_object)
+                .get_mut("function")
+                .and_then(Value::as_object_mut)
                 .ok_or_else(|| json::type_error(&format!("{p}.function"), "an object"))?;
             Ok(Tool {
-                name: json::required_str(function, "name", &format!("{p}.function.name"))?,
-                description: json::opt_str(
+                name: json::take_required_str(function, "name", &format!("{p}.function.name"))?,
+                description: json::take_opt_str(
                     function,
                     "description",
                     &format!("{p}.function.description"),
                 )?,
                 parameters: function
-                    .get("parameters")
-                    .cloned()
+                    .get_mut("parameters")
+                    .map(Value::take)
                     .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
             })
         })
@@ -776,6 +783,86 @@ mod tests {
             err.message.contains("could not parse the JSON body"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn moved_fields_arrive_whole_and_errors_keep_their_order() {
+        let p = parse(json!({
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "u"}}]},
+                {"role": "assistant", "content": "b", "tool_calls": [{"id": "c1", "function": {"name": "f"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "r"}
+            ],
+            "tools": [
+                {"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}},
+                {"type": "function", "function": {"name": "g", "parameters": null}},
+                {"type": "function", "function": {"name": "h"}}
+            ],
+            "response_format": {"type": "json_object"},
+            "user": "u1"
+        }))
+        .unwrap();
+        let b = &p.body;
+        assert_eq!(b.model, "m");
+        assert_eq!(
+            b.messages[0].content,
+            Content::Parts(vec![
+                ContentPart::Text { text: "a".into() },
+                ContentPart::Image { url: "u".into() }
+            ])
+        );
+        assert_eq!(b.messages[1].content, Content::Text("b".into()));
+        assert_eq!(
+            b.messages[1].tool_calls,
+            vec![ToolCall {
+                id: "c1".into(),
+                name: "f".into(),
+                arguments: String::new()
+            }]
+        );
+        assert_eq!(b.messages[2].tool_call_id.as_deref(), Some("c1"));
+        assert_eq!(b.tools[0].description.as_deref(), Some("d"));
+        assert_eq!(b.tools[0].parameters, json!({"type": "object"}));
+        assert_eq!(b.tools[1].parameters, Value::Null);
+        assert_eq!(
+            b.tools[2].parameters,
+            json!({"type": "object", "properties": {}})
+        );
+        assert_eq!(b.response_format, Some(json!({"type": "json_object"})));
+        assert_eq!(b.extra.len(), 1);
+        assert_eq!(b.extra["user"], "u1");
+
+        let call = |c: Value| {
+            parse(json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [c]}]}))
+                .unwrap_err()
+                .param
+        };
+        let p = |s: &str| Some(format!("messages[0].tool_calls[0]{s}"));
+        assert_eq!(call(json!({})), p(".function"));
+        assert_eq!(call(json!({"function": 1})), p(".function"));
+        assert_eq!(call(json!({"function": {}})), p(".id"));
+        assert_eq!(call(json!({"id": 1, "function": {"name": "f"}})), p(".id"));
+        assert_eq!(
+            call(json!({"id": "c", "function": {}})),
+            p(".function.name")
+        );
+        assert_eq!(
+            call(json!({"id": "c", "function": {"name": "f", "arguments": 1}})),
+            p(".function.arguments")
+        );
+        assert_eq!(call(json!(1)), p(""));
+        let err = parse(json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": 1}}]}]})).unwrap_err();
+        assert_eq!(
+            err.param.as_deref(),
+            Some("messages[0].content[0].image_url.url")
+        );
+        let err = parse(json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]})).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("messages[0].content[0].text"));
+        let err = parse(json!({"model": 1, "messages": 1})).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("model"));
+        let err = parse(json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": "text"})).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("response_format"));
     }
 
     #[test]
