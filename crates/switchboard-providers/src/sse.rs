@@ -88,6 +88,10 @@ impl SseDecoder {
 
     /// Decodes `chunk`, pushing every event it completes onto `out`.
     pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), LineTooLong> {
+        if chunk.is_empty() {
+            // An empty chunk must not forget that the last one ended in `\r`.
+            return Ok(());
+        }
         if self.after_cr {
             self.after_cr = false;
             if let [b'\n', rest @ ..] = chunk {
@@ -283,8 +287,8 @@ mod tests {
             b"\xEF\xBB\xBFevent: a\r\ndata: 1\r\n\r\n: c\rdata: h\xC3\xA9\rdata:2\r\rid: 3\n\ndata: z\n\n";
         let whole = decode(&[bytes]);
         assert_eq!(whole, vec![ev("a", "1"), ev("", "h\u{e9}\n2"), ev("", "z")]);
-        for i in 1..bytes.len() {
-            for j in i + 1..bytes.len() {
+        for i in 0..=bytes.len() {
+            for j in i..=bytes.len() {
                 let (a, rest) = bytes.split_at(i);
                 let (b, c) = rest.split_at(j - i);
                 assert_eq!(decode(&[a, b, c]), whole, "split at {i}, {j}");
