@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Load run: the gateway with the full standard stack in front of a zero-delay simulated
-# OpenAI upstream, versus that upstream called directly, over loopback, with wrk.
+# OpenAI upstream, versus that upstream called directly and through a bare pass-through
+# proxy (crates/switchboard-gateway/examples/bare_proxy.rs: the floor for any gateway on
+# this machine), over loopback, with wrk.
 #
 #   bash scripts/load-run.sh [duration_seconds]      (needs `wrk`: apt-get install wrk)
 #
-# Prints wrk's summaries (c=1 and c=64, gateway and direct) and the gateway's resident
+# Prints wrk's summaries (c=1 and c=64: direct, bare proxy, gateway) and the gateway's resident
 # memory idle and after the runs. The figures go into docs/benchmarks.md. The gateway runs
 # with its default log filter unless RUST_LOG is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-20}"
-cargo build --release -q -p switchboard-sim --example serve -p switchboard-gateway --bin switchboard
+cargo build --release -q -p switchboard-sim --example serve -p switchboard-gateway --bin switchboard --example bare_proxy
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 ./target/release/examples/serve 127.0.0.1:19000 > "$work/upstream.log" 2>&1 &
+./target/release/examples/bare_proxy 127.0.0.1:19081 127.0.0.1:19000 > "$work/proxy.log" 2>&1 &
 cat > "$work/switchboard.toml" <<TOML
 [server]
 listen = "127.0.0.1:19080"
@@ -49,6 +52,8 @@ for c in 1 64; do
   threads=$(( c < 2 ? 1 : 2 ))
   echo "== direct upstream (streamed, as the gateway calls it), c=$c"
   wrk -t"$threads" -c"$c" -d"${duration}s" --latency -s "$work/direct.lua" http://127.0.0.1:19000/v1/chat/completions
+  echo "== through the bare pass-through proxy (the same streamed request), c=$c"
+  wrk -t"$threads" -c"$c" -d"${duration}s" --latency -s "$work/direct.lua" http://127.0.0.1:19081/v1/chat/completions
   echo "== through the gateway (non-streamed answer, full stack), c=$c"
   wrk -t"$threads" -c"$c" -d"${duration}s" --latency -s "$work/post.lua" http://127.0.0.1:19080/v1/chat/completions
 done
