@@ -1,4 +1,5 @@
-//! The rows shared by `stack` (system allocator) and `stack_mimalloc`.
+//! The rows shared by `stack` (system allocator) and `stack_mimalloc`, and by the
+//! `profile_stack` example (which includes this file by path).
 
 use std::hint::black_box;
 
@@ -30,11 +31,12 @@ fn instant() -> SimProvider {
     )
 }
 
-fn request() -> ChatRequest {
+pub(crate) fn request() -> ChatRequest {
     ChatRequest::new(ChatBody::new("fast", vec![Message::user("Hi")]).max_tokens(16))
 }
 
-fn stacks() -> Vec<(&'static str, BoxProvider)> {
+/// Each row's stack: every row adds layers to the one before.
+pub(crate) fn stacks() -> Vec<(&'static str, BoxProvider)> {
     let board = HealthBoard::new();
     let provider_stack = || {
         boxed(
@@ -73,6 +75,10 @@ fn stacks() -> Vec<(&'static str, BoxProvider)> {
 }
 
 /// Benchmarks every row under `group` (named for the allocator the binary uses).
+#[allow(
+    dead_code,
+    reason = "profile_stack includes this file and runs rows without criterion"
+)]
 pub(crate) fn stack(c: &mut Criterion, group: &str) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
