@@ -39,6 +39,14 @@ fn timeout_parts(e: &Error) -> (TimeoutPhase, Option<ProviderId>, Duration) {
     }
 }
 
+/// One call through `svc`, once it is ready.
+async fn call<S>(svc: &mut S, request: ChatRequest) -> Result<ChatResponse, Error>
+where
+    S: Service<ChatRequest, Response = ChatResponse, Error = Error>,
+{
+    svc.ready().await?.call(request).await
+}
+
 async fn drain(mut response: ChatResponse) -> (Vec<ChatEvent>, Option<Error>) {
     let mut events = Vec::new();
     while let Some(item) = response.next().await {
@@ -63,13 +71,7 @@ async fn first_token_timeout_names_its_phase() {
         .provider(ProviderId::OPENAI)
         .layer(sim.clone());
     let start = Instant::now();
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(None))
-        .await
-        .unwrap_err();
+    let err = call(&mut svc, request(None)).await.unwrap_err();
     assert_eq!(
         start.elapsed(),
         secs(2),
@@ -102,7 +104,7 @@ async fn first_token_error_names_the_target_of_the_attempt() {
     let mut req = request(None);
     req.extensions_mut()
         .insert(Target::new(ProviderId::ANTHROPIC, "claude-haiku-4-5"));
-    let err = svc.ready().await.unwrap().call(req).await.unwrap_err();
+    let err = call(&mut svc, req).await.unwrap_err();
     assert_eq!(err.reason(), "anthropic_first_token_timeout");
 }
 
@@ -124,13 +126,7 @@ async fn idle_timeout_mid_stream() {
             .faults(faults),
     );
     let mut svc = TimeoutLayer::new(tiers(2, 5, 60)).layer(sim.clone());
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(None))
-        .await
-        .unwrap();
+    let response = call(&mut svc, request(None)).await.unwrap();
     let start = Instant::now();
     let (events, err) = drain(response).await;
     let err = err.expect("the stall must end the stream with an idle timeout");
@@ -171,13 +167,7 @@ async fn total_deadline_keeps_running_over_the_stream() {
     );
     let mut svc = TimeoutLayer::new(tiers(2, 5, 10)).layer(sim.clone());
     let start = Instant::now();
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(None))
-        .await
-        .unwrap();
+    let response = call(&mut svc, request(None)).await.unwrap();
     let (events, err) = drain(response).await;
     let err = err.expect("a 50 s answer cannot fit a 10 s total deadline");
     let (phase, provider, after) = timeout_parts(&err);
@@ -208,13 +198,7 @@ async fn stream_within_deadlines_passes_through_untouched() {
             .tokens_per_second(20.0),
     );
     let mut svc = TimeoutLayer::new(tiers(2, 1, 10)).layer(sim.clone());
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(None))
-        .await
-        .unwrap();
+    let response = call(&mut svc, request(None)).await.unwrap();
     let done = response.collect().await.expect("no deadline expires");
     assert_eq!(done.text.split_whitespace().count(), 20);
     assert_eq!(sim.stats().completed(), 1);
@@ -230,23 +214,13 @@ async fn tier_selects_the_deadlines() {
         .tier(Tier::L0, Timeouts::new(secs(2), secs(10), secs(60)))
         .tier(Tier::L2, Timeouts::new(secs(30), secs(10), secs(60)));
     let mut svc = TimeoutLayer::new(tiers).layer(sim);
-    let l0 = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(Some(Tier::L0)))
-        .await;
+    let l0 = call(&mut svc, request(Some(Tier::L0))).await;
     assert_eq!(
         l0.unwrap_err().code(),
         "first_token_timeout",
         "L0 gives up after 2 s"
     );
-    let l2 = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(Some(Tier::L2)))
-        .await;
+    let l2 = call(&mut svc, request(Some(Tier::L2))).await;
     assert!(l2.is_ok(), "L2 waits 30 s for a 5 s first token");
 }
 
@@ -259,13 +233,7 @@ async fn untiered_requests_use_the_default_tier() {
     let mut tiers = TimeoutTiers::default().tier(Tier::L2, Timeouts::NONE.first_token(secs(1)));
     tiers.default_tier = Tier::L2;
     let mut svc = TimeoutLayer::new(tiers).layer(sim);
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(None))
-        .await
-        .unwrap_err();
+    let err = call(&mut svc, request(None)).await.unwrap_err();
     assert_eq!(timeout_parts(&err).2, secs(1));
 }
 
@@ -288,10 +256,10 @@ async fn deadline_is_published_and_never_extended() {
     let _ = svc.ready().await.unwrap().call(request(None)).await;
     let mut outer = request(None);
     outer.extensions_mut().insert(Deadline::after(secs(7)));
-    let _ = svc.ready().await.unwrap().call(outer).await;
+    let _ = call(&mut svc, outer).await;
     let mut later = request(None);
     later.extensions_mut().insert(Deadline::after(secs(300)));
-    let _ = svc.ready().await.unwrap().call(later).await;
+    let _ = call(&mut svc, later).await;
     assert_eq!(
         *seen.lock().unwrap(),
         vec![Some(secs(30)), Some(secs(7)), Some(secs(30))],
@@ -311,19 +279,13 @@ async fn attempt_scope_is_capped_by_the_outer_deadline_and_says_total() {
     let mut req = request(None);
     req.extensions_mut().insert(Deadline::after(secs(3)));
     let start = Instant::now();
-    let err = svc.ready().await.unwrap().call(req).await.unwrap_err();
+    let err = call(&mut svc, req).await.unwrap_err();
     assert_eq!(start.elapsed(), secs(3));
     assert_eq!(timeout_parts(&err).0, TimeoutPhase::Total);
     assert_eq!(err.reason(), "total_timeout");
 
     // Without an outer deadline the attempt scope enforces only the first token.
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(None))
-        .await
-        .unwrap_err();
+    let err = call(&mut svc, request(None)).await.unwrap_err();
     assert_eq!(timeout_parts(&err).0, TimeoutPhase::FirstToken);
 }
 
@@ -390,13 +352,7 @@ async fn idle_deadline_runs_from_the_latest_event() {
         Ok::<_, Error>(ChatResponse::new(ProviderId::OPENAI, "gpt-4o-mini", events))
     });
     let mut svc = TimeoutLayer::new(tiers(10, 5, 600)).layer(provider);
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request(None))
-        .await
-        .unwrap();
+    let response = call(&mut svc, request(None)).await.unwrap();
     let start = Instant::now();
     let (events, err) = drain(response).await;
     assert_eq!(
