@@ -40,12 +40,25 @@ impl TraceId {
     }
 }
 
+impl TraceId {
+    /// The 32 lowercase hex digits, without formatting machinery (this is on every
+    /// request's path: headers, logs, the `switchboard` block).
+    pub fn to_hex(&self) -> [u8; 32] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        out
+    }
+}
+
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        let hex = self.to_hex();
+        // Hex digits are ASCII.
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -119,6 +132,15 @@ mod tests {
         assert_eq!(text.parse::<TraceId>().unwrap(), id);
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(serde_json::from_str::<TraceId>(&json).unwrap(), id);
+    }
+
+    #[test]
+    fn hex_is_the_w3c_lowercase_form() {
+        let text = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let id: TraceId = text.parse().unwrap();
+        assert_eq!(&id.to_hex(), text.as_bytes());
+        assert_eq!(id.to_string(), text);
+        assert_eq!(format!("{id:?}"), format!("TraceId({text})"));
     }
 
     #[test]
