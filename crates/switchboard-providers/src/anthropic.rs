@@ -2,14 +2,10 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, Uri, header};
-use http_body_util::Full;
+use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use switchboard_core::{
@@ -18,7 +14,7 @@ use switchboard_core::{
 };
 use tower::Service;
 
-use crate::call::{self, Dialect};
+use crate::call::{self, Adapter, Dialect, Protocol, ResponseFuture};
 use crate::sse::SseEvent;
 use crate::{ApiKey, BuildError, HttpClient};
 
@@ -101,16 +97,22 @@ impl AnthropicConfig {
 /// ```
 #[derive(Clone)]
 pub struct Anthropic {
-    inner: Arc<Inner>,
+    inner: Arc<Adapter<Messages>>,
 }
 
-struct Inner {
-    id: ProviderId,
-    endpoint: Uri,
-    key: HeaderValue,
+/// The Messages [`Protocol`].
+struct Messages {
+    /// The `anthropic-version` header (also in the adapter's headers), for `Debug`.
     version: HeaderValue,
     default_max_tokens: u32,
-    client: HttpClient,
+}
+
+impl Protocol for Messages {
+    type Dialect = AnthropicEvents;
+
+    fn body(&self, body: &ChatBody) -> Result<Vec<u8>, String> {
+        request_body(body, self.default_max_tokens)
+    }
 }
 
 impl Anthropic {
@@ -124,15 +126,26 @@ impl Anthropic {
             Some(key) => key,
             None => ApiKey::from_env("ANTHROPIC_API_KEY")?,
         };
+        let endpoint = crate::endpoint(&config.base_url, "/v1/messages")?;
+        let key = crate::sensitive(key.expose())?;
+        let version = HeaderValue::try_from(config.version.as_str())
+            .map_err(|_| BuildError::header("anthropic-version"))?;
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Adapter {
                 id,
-                endpoint: crate::endpoint(&config.base_url, "/v1/messages")?,
-                key: crate::sensitive(key.expose())?,
-                version: HeaderValue::try_from(config.version.as_str())
-                    .map_err(|_| BuildError::header("anthropic-version"))?,
-                default_max_tokens: config.default_max_tokens,
+                endpoint,
+                headers: vec![
+                    (HeaderName::from_static("x-api-key"), key),
+                    (
+                        HeaderName::from_static("anthropic-version"),
+                        version.clone(),
+                    ),
+                ],
                 client,
+                protocol: Messages {
+                    version,
+                    default_max_tokens: config.default_max_tokens,
+                },
             }),
         })
     }
@@ -141,35 +154,6 @@ impl Anthropic {
     pub fn id(&self) -> &ProviderId {
         &self.inner.id
     }
-
-    fn build_request(&self, body: &ChatBody) -> Result<Request<Full<Bytes>>, Error> {
-        let invalid = |message: String| Error::InvalidRequest {
-            provider: Some(self.inner.id.clone()),
-            message,
-        };
-        let json = request_body(body, self.inner.default_max_tokens).map_err(invalid)?;
-        // Built in place (the builder re-validates every header): the same headers, in
-        // the same order.
-        let mut request = Request::new(Full::new(Bytes::from(json)));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.inner.endpoint.clone();
-        let headers = request.headers_mut();
-        headers.reserve(4);
-        headers.append(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.append(
-            header::ACCEPT,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.append(HeaderName::from_static("x-api-key"), self.inner.key.clone());
-        headers.append(
-            HeaderName::from_static("anthropic-version"),
-            self.inner.version.clone(),
-        );
-        Ok(request)
-    }
 }
 
 impl fmt::Debug for Anthropic {
@@ -177,7 +161,7 @@ impl fmt::Debug for Anthropic {
         f.debug_struct("Anthropic")
             .field("id", &self.inner.id)
             .field("endpoint", &self.inner.endpoint)
-            .field("version", &self.inner.version)
+            .field("version", &self.inner.protocol.version)
             .finish_non_exhaustive()
     }
 }
@@ -185,21 +169,14 @@ impl fmt::Debug for Anthropic {
 impl Service<ChatRequest> for Anthropic {
     type Response = ChatResponse;
     type Error = Error;
-    // A network round-trip dwarfs one allocation; boxing keeps the future nameable.
-    type Future = Pin<Box<dyn Future<Output = Result<ChatResponse, Error>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
-        let built = self.build_request(request.body());
-        let id = self.inner.id.clone();
-        let client = self.inner.client.clone();
-        let model = request.body().model.clone();
-        Box::pin(
-            async move { call::send(id, client, built?, model, AnthropicEvents::default()).await },
-        )
+        self.inner.call(request)
     }
 }
 

@@ -1,19 +1,21 @@
-//! What both adapters share: sending the request, mapping failures, and turning the SSE
-//! body into [`ChatEvent`]s with the future resolving at the first content event.
+//! What both adapters share: building and sending the request, mapping failures, and
+//! turning the SSE body into [`ChatEvent`]s with the future resolving at the first content
+//! event.
 
 use std::collections::VecDeque;
 use std::error::Error as StdError;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_core::Stream;
-use http::{HeaderMap, Request};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use switchboard_core::{ChatEvent, ChatResponse, Error, ProviderId};
+use switchboard_core::{ChatBody, ChatEvent, ChatRequest, ChatResponse, Error, ProviderId};
 
 use crate::HttpClient;
 use crate::sse::{SseDecoder, SseEvent};
@@ -33,6 +35,70 @@ pub(crate) trait Dialect: Send + Unpin + 'static {
 
     /// The concrete model the stream named, once seen.
     fn model(&mut self) -> Option<String>;
+}
+
+/// What one provider's API adds to an [`Adapter`]: its request body and its stream format.
+pub(crate) trait Protocol: Send + Sync + 'static {
+    /// How the answer's stream is read; a fresh one per answer.
+    type Dialect: Dialect + Default;
+
+    /// The request body, or a sentence for what the API cannot express.
+    fn body(&self, body: &ChatBody) -> Result<Vec<u8>, String>;
+}
+
+/// The future every adapter returns. A network round-trip dwarfs one allocation; boxing
+/// keeps the future nameable.
+pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Result<ChatResponse, Error>> + Send>>;
+
+/// An adapter's settings, built once and shared by its clones: where and how to send, and
+/// the API's [`Protocol`].
+pub(crate) struct Adapter<P> {
+    pub(crate) id: ProviderId,
+    pub(crate) endpoint: Uri,
+    /// Sent after `content-type` and `accept`, in this order (keys, versions, org ids).
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) client: HttpClient,
+    pub(crate) protocol: P,
+}
+
+impl<P: Protocol> Adapter<P> {
+    /// The provider `Service`'s `call`: always streams, resolves at the first content event.
+    pub(crate) fn call(&self, request: ChatRequest) -> ResponseFuture {
+        let built = self.build_request(request.body());
+        let id = self.id.clone();
+        let client = self.client.clone();
+        let model = request.body().model.clone();
+        Box::pin(async move { send(id, client, built?, model, P::Dialect::default()).await })
+    }
+
+    fn build_request(&self, body: &ChatBody) -> Result<Request<Full<Bytes>>, Error> {
+        let json = self
+            .protocol
+            .body(body)
+            .map_err(|message| Error::InvalidRequest {
+                provider: Some(self.id.clone()),
+                message,
+            })?;
+        // Built in place (the builder re-validates every header): the same headers, in
+        // the same order.
+        let mut request = Request::new(Full::new(Bytes::from(json)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.endpoint.clone();
+        let headers = request.headers_mut();
+        headers.reserve(2 + self.headers.len());
+        headers.append(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.append(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// Error bodies are read up to this size; the rest is not worth waiting for.

@@ -126,7 +126,7 @@ pub mod __bench {
 
     /// Decodes and maps an OpenAI stream held in memory.
     pub fn map_openai(bytes: &[u8]) -> Result<Vec<ChatEvent>, Error> {
-        let dialect = crate::openai::OpenAiEvents { model: None };
+        let dialect = crate::openai::OpenAiEvents::default();
         crate::call::map_bytes(&ProviderId::OPENAI, dialect, bytes)
     }
 

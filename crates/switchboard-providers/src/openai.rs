@@ -2,14 +2,10 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, Uri, header};
-use http_body_util::Full;
+use http::{HeaderName, HeaderValue, header};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -19,7 +15,7 @@ use switchboard_core::{
 };
 use tower::Service;
 
-use crate::call::{self, Dialect};
+use crate::call::{self, Adapter, Dialect, Protocol, ResponseFuture};
 use crate::sse::SseEvent;
 use crate::{ApiKey, BuildError, HttpClient};
 
@@ -112,16 +108,20 @@ impl OpenAiConfig {
 /// ```
 #[derive(Clone)]
 pub struct OpenAi {
-    inner: Arc<Inner>,
+    inner: Arc<Adapter<Chat>>,
 }
 
-struct Inner {
-    id: ProviderId,
-    endpoint: Uri,
-    auth: (HeaderName, HeaderValue),
-    extra_headers: Vec<(HeaderName, HeaderValue)>,
+/// The Chat Completions [`Protocol`].
+struct Chat {
     max_tokens_field: MaxTokensField,
-    client: HttpClient,
+}
+
+impl Protocol for Chat {
+    type Dialect = OpenAiEvents;
+
+    fn body(&self, body: &ChatBody) -> Result<Vec<u8>, String> {
+        request_body(body, self.max_tokens_field)
+    }
 }
 
 impl OpenAi {
@@ -146,7 +146,7 @@ impl OpenAi {
                 crate::sensitive(&format!("Bearer {}", key.expose()))?,
             ),
         };
-        let mut extra_headers = Vec::new();
+        let mut headers = vec![auth];
         for (name, value) in [
             ("openai-organization", &config.organization),
             ("openai-project", &config.project),
@@ -154,17 +154,18 @@ impl OpenAi {
             if let Some(value) = value {
                 let value =
                     HeaderValue::try_from(value.as_str()).map_err(|_| BuildError::header(name))?;
-                extra_headers.push((HeaderName::from_static(name), value));
+                headers.push((HeaderName::from_static(name), value));
             }
         }
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Adapter {
                 id,
                 endpoint,
-                auth,
-                extra_headers,
-                max_tokens_field: config.max_tokens_field,
+                headers,
                 client,
+                protocol: Chat {
+                    max_tokens_field: config.max_tokens_field,
+                },
             }),
         })
     }
@@ -173,35 +174,6 @@ impl OpenAi {
     pub fn id(&self) -> &ProviderId {
         &self.inner.id
     }
-
-    fn build_request(&self, body: &ChatBody) -> Result<Request<Full<Bytes>>, Error> {
-        let json = request_body(body, self.inner.max_tokens_field).map_err(|message| {
-            Error::InvalidRequest {
-                provider: Some(self.inner.id.clone()),
-                message,
-            }
-        })?;
-        // Built in place (the builder re-validates every header): the same headers, in
-        // the same order.
-        let mut request = Request::new(Full::new(Bytes::from(json)));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.inner.endpoint.clone();
-        let headers = request.headers_mut();
-        headers.reserve(3 + self.inner.extra_headers.len());
-        headers.append(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.append(
-            header::ACCEPT,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.append(self.inner.auth.0.clone(), self.inner.auth.1.clone());
-        for (name, value) in &self.inner.extra_headers {
-            headers.append(name.clone(), value.clone());
-        }
-        Ok(request)
-    }
 }
 
 impl fmt::Debug for OpenAi {
@@ -209,7 +181,7 @@ impl fmt::Debug for OpenAi {
         f.debug_struct("OpenAi")
             .field("id", &self.inner.id)
             .field("endpoint", &self.inner.endpoint)
-            .field("max_tokens_field", &self.inner.max_tokens_field)
+            .field("max_tokens_field", &self.inner.protocol.max_tokens_field)
             .finish_non_exhaustive()
     }
 }
@@ -217,8 +189,7 @@ impl fmt::Debug for OpenAi {
 impl Service<ChatRequest> for OpenAi {
     type Response = ChatResponse;
     type Error = Error;
-    // A network round-trip dwarfs one allocation; boxing keeps the future nameable.
-    type Future = Pin<Box<dyn Future<Output = Result<ChatResponse, Error>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         // The pooled client queues internally; there is no capacity to wait for here.
@@ -226,14 +197,7 @@ impl Service<ChatRequest> for OpenAi {
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
-        let built = self.build_request(request.body());
-        let id = self.inner.id.clone();
-        let client = self.inner.client.clone();
-        let model = request.body().model.clone();
-        Box::pin(async move {
-            let dialect = OpenAiEvents { model: None };
-            call::send(id, client, built?, model, dialect).await
-        })
+        self.inner.call(request)
     }
 }
 
@@ -498,6 +462,7 @@ impl Serialize for ContentOut<'_> {
 }
 
 /// OpenAI's stream: `data:` chunks, a usage chunk, `data: [DONE]`.
+#[derive(Default)]
 pub(crate) struct OpenAiEvents {
     pub(crate) model: Option<String>,
 }
