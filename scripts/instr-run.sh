@@ -10,32 +10,19 @@
 # for `callgrind_annotate --inclusive=yes $OUT/callgrind.out`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 requests="${1:-2000}"
 connections="${2:-4}"
 out="${OUT:-/tmp/switchboard-instr}"
 mkdir -p "$out"
-cargo build --release -q -p switchboard-sim --example serve -p switchboard-gateway --bin switchboard
+build
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
-./target/release/examples/serve 127.0.0.1:19100 > "$out/upstream.log" 2>&1 &
-cat > "$out/switchboard.toml" <<TOML
-[server]
-listen = "127.0.0.1:19180"
-[providers.openai]
-kind = "openai"
-base_url = "http://127.0.0.1:19100/v1"
-api_key = "sk-load"
-[routing]
-providers = ["openai"]
-models.fast = { openai = "gpt-4o-mini" }
-[budget]
-global_per_minute = "1000000"
-TOML
+start_upstream "$out" 19100
+write_config "$out" 19180 19100
 rm -f "$out"/callgrind.out*
-valgrind --tool=callgrind --instr-atstart=no \
-  --callgrind-out-file="$out/callgrind.out" \
-  ./target/release/switchboard serve --config "$out/switchboard.toml" > "$out/gateway.log" 2>&1 &
-gateway=$!
+start_gateway "$out" valgrind --tool=callgrind --instr-atstart=no \
+  --callgrind-out-file="$out/callgrind.out"
 for _ in $(seq 1 120); do
   curl -s -o /dev/null http://127.0.0.1:19180/healthz && break
   sleep 0.5

@@ -11,34 +11,18 @@
 # with its default log filter unless RUST_LOG is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 duration="${1:-20}"
-cargo build --release -q -p switchboard-sim --example serve -p switchboard-gateway --bin switchboard --example bare_proxy
+build --example bare_proxy
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-./target/release/examples/serve 127.0.0.1:19000 > "$work/upstream.log" 2>&1 &
+start_upstream "$work" 19000
 ./target/release/examples/bare_proxy 127.0.0.1:19081 127.0.0.1:19000 > "$work/proxy.log" 2>&1 &
-cat > "$work/switchboard.toml" <<TOML
-[server]
-listen = "127.0.0.1:19080"
-[providers.openai]
-kind = "openai"
-base_url = "http://127.0.0.1:19000/v1"
-api_key = "sk-load"
-[routing]
-providers = ["openai"]
-models.fast = { openai = "gpt-4o-mini" }
-[budget]
-global_per_minute = "1000000"
-TOML
-./target/release/switchboard serve --config "$work/switchboard.toml" > "$work/gateway.log" 2>&1 &
-gateway=$!
+write_config "$work" 19080 19000
+start_gateway "$work"
 sleep 1
-cat > "$work/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["content-type"] = "application/json"
-wrk.body = '{"model": "fast", "max_tokens": 16, "messages": [{"role": "user", "content": "Say this is a test"}]}'
-LUA
+write_post_lua "$work"
 cat > "$work/direct.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
