@@ -890,31 +890,15 @@ mod same_bytes {
     mod old {
         #![allow(dead_code)]
         use serde_json::{Value, json};
-        use switchboard_core::{ChatEvent, Completion, FinishReason, Usage};
+        use switchboard_core::{ChatEvent, Completion, FinishReason};
 
         use crate::sse_event;
 
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        enum Block {
-            Text,
-            Tool(u32),
-        }
+        use super::super::Block;
 
-        /// Encodes [`ChatEvent`]s as Messages SSE: `message_start`, content blocks
-        /// (`content_block_start` / `_delta` / `_stop`), `message_delta` with the stop reason and
-        /// usage, `message_stop`.
+        /// The typed encoder's state (the same fields and constructor), written the old way.
         #[derive(Debug)]
-        pub(super) struct StreamEncoder {
-            id: String,
-            model: String,
-            input_tokens: u64,
-            /// The open block and its index.
-            open: Option<(Block, u32)>,
-            next_index: u32,
-            finish: Option<FinishReason>,
-            usage: Usage,
-            request_id: String,
-        }
+        pub(super) struct StreamEncoder(super::super::StreamEncoder);
 
         impl StreamEncoder {
             /// An encoder for one answer; `input_tokens` is reported in `message_start` (0 when not
@@ -924,36 +908,26 @@ mod same_bytes {
                 model: impl Into<String>,
                 input_tokens: u64,
             ) -> Self {
-                Self {
-                    id: id.into(),
-                    model: model.into(),
-                    input_tokens,
-                    open: None,
-                    next_index: 0,
-                    finish: None,
-                    usage: Usage::new(input_tokens, 0),
-                    request_id: String::new(),
-                }
+                Self(super::super::StreamEncoder::new(id, model, input_tokens))
             }
 
             /// The request id that `error` events carry, as Anthropic's do.
-            pub(super) fn request_id(mut self, request_id: impl Into<String>) -> Self {
-                self.request_id = request_id.into();
-                self
+            pub(super) fn request_id(self, request_id: impl Into<String>) -> Self {
+                Self(self.0.request_id(request_id))
             }
 
             /// `message_start`.
             pub(super) fn start(&mut self, out: &mut Vec<u8>) {
                 let message = json!({
-                    "model": self.model,
-                    "id": self.id,
+                    "model": self.0.model,
+                    "id": self.0.id,
                     "type": "message",
                     "role": "assistant",
                     "content": [],
                     "stop_reason": null,
                     "stop_sequence": null,
                     "usage": {
-                        "input_tokens": self.input_tokens,
+                        "input_tokens": self.0.input_tokens,
                         "cache_creation_input_tokens": 0,
                         "cache_read_input_tokens": 0,
                         "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
@@ -975,16 +949,16 @@ mod same_bytes {
 
             /// Opens a text block now (Anthropic opens it before the first delta arrives).
             pub(super) fn open_text_block(&mut self, out: &mut Vec<u8>) {
-                if !matches!(self.open, Some((Block::Text, _))) {
+                if !matches!(self.0.open, Some((Block::Text, _))) {
                     self.open_block(Block::Text, json!({"type": "text", "text": ""}), out);
                 }
             }
 
             fn open_block(&mut self, block: Block, content_block: Value, out: &mut Vec<u8>) {
                 self.close_block(out);
-                let index = self.next_index;
-                self.next_index += 1;
-                self.open = Some((block, index));
+                let index = self.0.next_index;
+                self.0.next_index += 1;
+                self.0.open = Some((block, index));
                 sse_event(
                     out,
                     "content_block_start",
@@ -993,7 +967,7 @@ mod same_bytes {
             }
 
             fn close_block(&mut self, out: &mut Vec<u8>) {
-                if let Some((_, index)) = self.open.take() {
+                if let Some((_, index)) = self.0.open.take() {
                     sse_event(
                         out,
                         "content_block_stop",
@@ -1007,7 +981,7 @@ mod same_bytes {
                 match event {
                     ChatEvent::Text { text } => {
                         self.open_text_block(out);
-                        let index = self.open.map_or(0, |(_, i)| i);
+                        let index = self.0.open.map_or(0, |(_, i)| i);
                         sse_event(
                             out,
                             "content_block_delta",
@@ -1022,7 +996,7 @@ mod same_bytes {
                     } => {
                         if id.is_some()
                             || name.is_some()
-                            || !matches!(self.open, Some((Block::Tool(t), _)) if t == *tool)
+                            || !matches!(self.0.open, Some((Block::Tool(t), _)) if t == *tool)
                         {
                             let block = json!({
                                 "type": "tool_use",
@@ -1033,7 +1007,7 @@ mod same_bytes {
                             self.open_block(Block::Tool(*tool), block, out);
                         }
                         if !arguments.is_empty() {
-                            let index = self.open.map_or(0, |(_, i)| i);
+                            let index = self.0.open.map_or(0, |(_, i)| i);
                             sse_event(
                                 out,
                                 "content_block_delta",
@@ -1041,8 +1015,8 @@ mod same_bytes {
                             );
                         }
                     }
-                    ChatEvent::Usage(usage) => self.usage.merge_max(*usage),
-                    ChatEvent::Finish(reason) => self.finish = Some(reason.clone()),
+                    ChatEvent::Usage(usage) => self.0.usage.merge_max(*usage),
+                    ChatEvent::Finish(reason) => self.0.finish = Some(reason.clone()),
                     _ => {}
                 }
             }
@@ -1050,8 +1024,8 @@ mod same_bytes {
             /// `content_block_stop`, `message_delta` and `message_stop`.
             pub(super) fn end(&mut self, out: &mut Vec<u8>) {
                 self.close_block(out);
-                let finish = self.finish.take().unwrap_or(FinishReason::Stop);
-                let u = self.usage;
+                let finish = self.0.finish.take().unwrap_or(FinishReason::Stop);
+                let u = self.0.usage;
                 sse_event(
                     out,
                     "message_delta",
@@ -1155,21 +1129,10 @@ mod same_bytes {
         for c in cases {
             let old = old::message_json(&c, "msg_1");
             assert_eq!(message_json(&c, "msg_1"), old);
-            let mut bytes = Vec::new();
-            write_message::<()>(&mut bytes, &c, "msg_1", None).unwrap();
-            assert_eq!(
-                String::from_utf8(bytes).unwrap(),
-                serde_json::to_string(&old).unwrap()
-            );
             let block = json!({"provider": "anthropic", "reason": "x", "status": "degraded", "trace_id": "ab"});
-            let mut with = old.clone();
-            with["switchboard"] = block.clone();
-            let mut bytes = Vec::new();
-            write_message(&mut bytes, &c, "msg_1", Some(&block)).unwrap();
-            assert_eq!(
-                String::from_utf8(bytes).unwrap(),
-                serde_json::to_string(&with).unwrap()
-            );
+            crate::assert_writes_old(old, block, |out, block| {
+                write_message(out, &c, "msg_1", block)
+            });
         }
     }
 

@@ -962,27 +962,21 @@ mod same_bytes {
         })
     }
 
-    struct OldEncoder {
-        id: String,
-        model: String,
-        created: u64,
-        include_usage: bool,
-        finish: Option<FinishReason>,
-        usage: Option<Usage>,
-    }
+    /// The typed encoder's state (the same fields and constructor), written the old way.
+    struct OldEncoder(StreamEncoder);
 
     impl OldEncoder {
         fn chunk(&self, choices: Value, usage: Option<Value>) -> Value {
             let mut chunk = json!({
-                "id": self.id,
+                "id": self.0.id,
                 "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
+                "created": self.0.created,
+                "model": self.0.model,
                 "service_tier": "default",
                 "system_fingerprint": "fp_switchboard",
                 "choices": choices,
             });
-            if self.include_usage {
+            if self.0.include_usage {
                 chunk["usage"] = usage.unwrap_or(Value::Null);
             }
             chunk
@@ -1023,18 +1017,19 @@ mod same_bytes {
                     self.delta(out, json!({"tool_calls": [call]}), None);
                 }
                 ChatEvent::Usage(usage) => self
+                    .0
                     .usage
                     .get_or_insert_with(Usage::default)
                     .merge_max(*usage),
-                ChatEvent::Finish(reason) => self.finish = Some(reason.clone()),
+                ChatEvent::Finish(reason) => self.0.finish = Some(reason.clone()),
                 _ => {}
             }
         }
         fn end(&mut self, out: &mut Vec<u8>) {
-            let finish = self.finish.take().unwrap_or(FinishReason::Stop);
+            let finish = self.0.finish.take().unwrap_or(FinishReason::Stop);
             self.delta(out, json!({}), Some(finish.as_openai()));
-            if self.include_usage {
-                let usage = old_usage_json(&self.usage.unwrap_or_default());
+            if self.0.include_usage {
+                let usage = old_usage_json(&self.0.usage.unwrap_or_default());
                 sse_data(out, &self.chunk(json!([]), Some(usage)));
             }
             out.extend_from_slice(b"data: [DONE]\n\n");
@@ -1090,22 +1085,11 @@ mod same_bytes {
         for c in completions() {
             let old = old_completion_json(&c, "chatcmpl-1", 1_700_000_000);
             assert_eq!(completion_json(&c, "chatcmpl-1", 1_700_000_000), old);
-            let mut bytes = Vec::new();
-            write_completion::<()>(&mut bytes, &c, "chatcmpl-1", 1_700_000_000, None).unwrap();
-            assert_eq!(
-                String::from_utf8(bytes).unwrap(),
-                serde_json::to_string(&old).unwrap()
-            );
             let block =
                 json!({"provider": "openai", "reason": null, "status": "ok", "trace_id": "ab"});
-            let mut with = old.clone();
-            with["switchboard"] = block.clone();
-            let mut bytes = Vec::new();
-            write_completion(&mut bytes, &c, "chatcmpl-1", 1_700_000_000, Some(&block)).unwrap();
-            assert_eq!(
-                String::from_utf8(bytes).unwrap(),
-                serde_json::to_string(&with).unwrap()
-            );
+            crate::assert_writes_old(old, block, |out, block| {
+                write_completion(out, &c, "chatcmpl-1", 1_700_000_000, block)
+            });
         }
     }
 
@@ -1143,14 +1127,12 @@ mod same_bytes {
         for include_usage in [false, true] {
             for n in 0..=events.len() {
                 let mut new = StreamEncoder::new("chatcmpl-x", "gpt-4o", 17, include_usage);
-                let mut old = OldEncoder {
-                    id: "chatcmpl-x".into(),
-                    model: "gpt-4o".into(),
-                    created: 17,
+                let mut old = OldEncoder(StreamEncoder::new(
+                    "chatcmpl-x",
+                    "gpt-4o",
+                    17,
                     include_usage,
-                    finish: None,
-                    usage: None,
-                };
+                ));
                 let (mut a, mut b) = (Vec::new(), Vec::new());
                 new.start(&mut a);
                 old.start(&mut b);
