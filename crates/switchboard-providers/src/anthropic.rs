@@ -262,15 +262,7 @@ pub fn request_body(body: &ChatBody, default_max_tokens: u32) -> Result<Vec<u8>,
         };
         out.insert("tool_choice".into(), choice);
     }
-    for (key, value) in &body.extra {
-        if out.contains_key(key) {
-            return Err(format!(
-                "extra field `{key}` collides with a field switchboard sets; set it through the request's own field"
-            ));
-        }
-        out.insert(key.clone(), value.clone());
-    }
-    serde_json::to_vec(&Value::Object(out)).map_err(|e| e.to_string())
+    crate::with_extra(out, &body.extra)
 }
 
 fn is_tool_results(message: &Value) -> bool {

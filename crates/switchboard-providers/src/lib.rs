@@ -107,6 +107,23 @@ fn endpoint(base_url: &str, path: &str) -> Result<Uri, BuildError> {
     }
 }
 
+/// `out` with the request's `extra` fields merged in, as JSON bytes; an extra field may not
+/// replace one switchboard sets.
+fn with_extra(
+    mut out: serde_json::Map<String, serde_json::Value>,
+    extra: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<u8>, String> {
+    for (key, value) in extra {
+        if out.contains_key(key) {
+            return Err(format!(
+                "extra field `{key}` collides with a field switchboard sets; set it through the request's own field"
+            ));
+        }
+        out.insert(key.clone(), value.clone());
+    }
+    serde_json::to_vec(&serde_json::Value::Object(out)).map_err(|e| e.to_string())
+}
+
 /// A header value marked sensitive, so hyper never prints it.
 fn sensitive(value: &str) -> Result<HeaderValue, BuildError> {
     let mut value = HeaderValue::try_from(value).map_err(|_| BuildError {

@@ -702,15 +702,7 @@ mod same_bytes {
         if let Some(format) = &body.response_format {
             out.insert("response_format".into(), format.clone());
         }
-        for (key, value) in &body.extra {
-            if out.contains_key(key) {
-                return Err(format!(
-                    "extra field `{key}` collides with a field switchboard sets; set it through the request's own field"
-                ));
-            }
-            out.insert(key.clone(), value.clone());
-        }
-        serde_json::to_vec(&Value::Object(out)).map_err(|e| e.to_string())
+        crate::with_extra(out, &body.extra)
     }
 
     fn content(content: &Content) -> Value {
