@@ -422,6 +422,12 @@ impl StreamEncoder {
         );
     }
 
+    /// Whether a tool-call event opens a new `tool_use` block: one that names the call
+    /// (`named`: it carries an id or a name), or one for a call other than the open block's.
+    fn opens_tool_block(&self, tool: u32, named: bool) -> bool {
+        named || !matches!(self.open, Some((Block::Tool(t), _)) if t == tool)
+    }
+
     /// One event. Finish and usage are held for [`end`](Self::end).
     pub fn event(&mut self, event: &ChatEvent, out: &mut Vec<u8>) {
         match event {
@@ -441,10 +447,7 @@ impl StreamEncoder {
                 name,
                 arguments,
             } => {
-                if id.is_some()
-                    || name.is_some()
-                    || !matches!(self.open, Some((Block::Tool(t), _)) if t == *tool)
-                {
+                if self.opens_tool_block(*tool, id.is_some() || name.is_some()) {
                     let block = BlockOut::ToolUse {
                         id: id.as_deref().unwrap_or_default(),
                         input: EmptyObject {},
@@ -994,9 +997,9 @@ mod same_bytes {
                         name,
                         arguments,
                     } => {
-                        if id.is_some()
-                            || name.is_some()
-                            || !matches!(self.0.open, Some((Block::Tool(t), _)) if t == *tool)
+                        if self
+                            .0
+                            .opens_tool_block(*tool, id.is_some() || name.is_some())
                         {
                             let block = json!({
                                 "type": "tool_use",
