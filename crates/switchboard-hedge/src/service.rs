@@ -76,10 +76,7 @@ where
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
         self.budget.deposit();
-        let route = request
-            .extensions()
-            .get::<Route>()
-            .or(self.route.as_ref());
+        let route = request.extensions().get::<Route>().or(self.route.as_ref());
         let start = match route {
             Some(route) => Start::Route(route.targets().cloned().collect::<VecDeque<_>>()),
             None => Start::Fail(Error::NoProvider {
