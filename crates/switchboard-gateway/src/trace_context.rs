@@ -63,12 +63,7 @@ pub(crate) struct TraceHex([u8; 32]);
 
 impl TraceHex {
     pub(crate) fn new(trace: TraceId) -> Self {
-        let mut out = [0u8; 32];
-        for (pair, b) in out.chunks_exact_mut(2).zip(trace.to_bytes()) {
-            pair[0] = HEX[usize::from(b >> 4)];
-            pair[1] = HEX[usize::from(b & 0xf)];
-        }
-        Self(out)
+        Self(trace.to_hex())
     }
 
     pub(crate) fn as_str(&self) -> &str {
