@@ -595,8 +595,10 @@ mod job_queue {
                 .unwrap()
                 .prefix(&prefix),
         );
-        // A cap no request fits: every L2 request is queued.
-        let ledger = MemoryLedger::new(Caps::new().global(n(1)));
+        // The window is spent: the L2 request fits a later window, so it is queued.
+        let cap: Cost = "0.01".parse().unwrap();
+        let ledger = MemoryLedger::new(Caps::new().global(cap));
+        let _filler = ledger.try_reserve(&l1(), cap).unwrap();
         let sim = SimProvider::new(
             ProviderId::OPENAI,
             SimConfig::instant().answer(Answer::Fixed {
