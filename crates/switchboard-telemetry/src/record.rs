@@ -11,7 +11,9 @@ use tokio::time::Instant;
 use tracing::Span;
 
 use crate::Telemetry;
-use crate::series::{AttemptSeries, CallSeries, TOKEN_TYPES, gen_ai_labels, switchboard_labels};
+use crate::series::{
+    AttemptSeries, CallSeries, TOKEN_TYPES, gen_ai_labels, switchboard_labels, with,
+};
 use crate::telemetry::micros_ceil;
 
 /// The labels a request carries from admission.
@@ -57,15 +59,6 @@ fn phase_of(reason: &str) -> Option<TimeoutPhase> {
 
 fn provider_of(error: &Error) -> &str {
     error.provider().map_or("none", ProviderId::as_str)
-}
-
-fn push(
-    mut attrs: Vec<KeyValue>,
-    key: &'static str,
-    value: impl Into<opentelemetry::Value>,
-) -> Vec<KeyValue> {
-    attrs.push(KeyValue::new(key, value));
-    attrs
 }
 
 // ===== impl CallRecord =====
@@ -143,8 +136,13 @@ impl CallRecord {
         let degraded = response.extensions().get::<Degraded>();
         if let Some(degraded) = degraded {
             for d in degraded.iter() {
-                m.degraded
-                    .add(1, &push(series.labels.clone(), "reason", d.reason.clone()));
+                m.degraded.add(
+                    1,
+                    &with(
+                        series.labels.clone(),
+                        [KeyValue::new("reason", d.reason.clone())],
+                    ),
+                );
             }
         }
         if let Some(attempts) = response.extensions().get::<Attempts>() {
@@ -170,14 +168,15 @@ impl CallRecord {
                         .labels
                         .switchboard(attempt.provider.as_str(), &attempt.model);
                     let won = matches!(attempt.outcome, AttemptOutcome::Won);
-                    m.hedges.add(1, &push(labels, "won", won));
+                    m.hedges.add(1, &with(labels, [KeyValue::new("won", won)]));
                 }
                 AttemptKind::Failover if sent => {
                     let labels = self
                         .labels
                         .switchboard(attempt.provider.as_str(), &attempt.model);
                     let reason = last_failure.unwrap_or("unknown").to_owned();
-                    m.fallbacks.add(1, &push(labels, "reason", reason));
+                    m.fallbacks
+                        .add(1, &with(labels, [KeyValue::new("reason", reason)]));
                 }
                 _ => {}
             }
@@ -212,11 +211,14 @@ impl CallRecord {
                 self.span.record("outcome", "ok");
             }
             Some(reason) => {
-                let attrs = push(series.labels.clone(), "outcome", "degraded");
+                let attrs = [
+                    KeyValue::new("outcome", "degraded"),
+                    KeyValue::new("reason", reason.clone()),
+                ];
                 self.telemetry
                     .instruments()
                     .requests
-                    .add(1, &push(attrs, "reason", reason.clone()));
+                    .add(1, &with(series.labels.clone(), attrs));
                 self.span.record("outcome", "degraded");
                 self.span.record("reason", reason.as_str());
             }
@@ -236,12 +238,18 @@ impl CallRecord {
             None => self.labels.switchboard(provider, &self.requested),
         };
         if let Error::Timeout { phase, .. } = error {
-            let attrs = push(labels.clone(), "phase", phase.as_str());
-            m.timeouts.add(1, &push(attrs, "scope", "call"));
+            let attrs = [
+                KeyValue::new("phase", phase.as_str()),
+                KeyValue::new("scope", "call"),
+            ];
+            m.timeouts.add(1, &with(labels.clone(), attrs));
         }
         let reason = error.reason();
-        let attrs = push(labels, "outcome", "error");
-        m.requests.add(1, &push(attrs, "reason", reason.clone()));
+        let attrs = [
+            KeyValue::new("outcome", "error"),
+            KeyValue::new("reason", reason.clone()),
+        ];
+        m.requests.add(1, &with(labels, attrs));
         let gen_ai = match &answered {
             Some(a) => a.series.gen_ai.clone(),
             None => gen_ai_labels(
@@ -254,7 +262,7 @@ impl CallRecord {
         };
         m.operation_duration.record(
             self.start.elapsed().as_secs_f64(),
-            &push(gen_ai, "error.type", error.code()),
+            &with(gen_ai, [KeyValue::new("error.type", error.code())]),
         );
         if let Some(answered) = &answered {
             record_usage(&answered.series, answered.usage);
@@ -297,14 +305,20 @@ impl Drop for CallRecord {
         match self.answered.take() {
             Some(answered) => {
                 let series = &answered.series;
-                m.requests
-                    .add(1, &push(series.labels.clone(), "outcome", "cancelled"));
+                m.requests.add(
+                    1,
+                    &with(
+                        series.labels.clone(),
+                        [KeyValue::new("outcome", "cancelled")],
+                    ),
+                );
                 series.duration.record(elapsed);
                 record_usage(series, answered.usage);
             }
             None => {
                 let labels = self.labels.switchboard("none", &self.requested);
-                m.requests.add(1, &push(labels, "outcome", "cancelled"));
+                m.requests
+                    .add(1, &with(labels, [KeyValue::new("outcome", "cancelled")]));
                 let gen_ai = gen_ai_labels(
                     "none",
                     &self.requested,
@@ -395,13 +409,15 @@ impl AttemptRecord {
                 let m = self.telemetry.instruments();
                 let reason = error.reason();
                 if let Some(phase) = phase_of(&reason) {
-                    let attrs = push(series.labels.clone(), "phase", phase.as_str());
-                    m.timeouts.add(1, &push(attrs, "scope", "attempt"));
+                    let attrs = [
+                        KeyValue::new("phase", phase.as_str()),
+                        KeyValue::new("scope", "attempt"),
+                    ];
+                    m.timeouts.add(1, &with(series.labels.clone(), attrs));
                 }
                 self.span.record("outcome", "error");
                 self.span.record("reason", reason.as_str());
-                m.attempts
-                    .add(1, &series.attempt_labels("error", Some(reason)));
+                m.attempts.add(1, &series.error_labels(reason));
             }
         }
     }

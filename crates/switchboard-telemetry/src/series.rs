@@ -130,7 +130,11 @@ pub(crate) fn gen_ai_labels(
     attrs
 }
 
-fn with(mut attrs: Vec<KeyValue>, extra: impl IntoIterator<Item = KeyValue>) -> Vec<KeyValue> {
+/// `attrs` with `extra` appended.
+pub(crate) fn with(
+    mut attrs: Vec<KeyValue>,
+    extra: impl IntoIterator<Item = KeyValue>,
+) -> Vec<KeyValue> {
     attrs.extend(extra);
     attrs
 }
@@ -233,23 +237,16 @@ impl AttemptSeries {
         }
     }
 
-    /// The attempt counter's attributes for `outcome` (and `reason`), for the rare paths.
-    pub(crate) fn attempt_labels(
-        &self,
-        outcome: &'static str,
-        reason: Option<String>,
-    ) -> Vec<KeyValue> {
-        let mut attrs = with(
+    /// The attempt counter's attributes for a failed attempt.
+    pub(crate) fn error_labels(&self, reason: String) -> Vec<KeyValue> {
+        with(
             self.labels.clone(),
             [
                 KeyValue::new("kind", self.kind),
-                KeyValue::new("outcome", outcome),
+                KeyValue::new("outcome", "error"),
+                KeyValue::new("reason", reason),
             ],
-        );
-        if let Some(reason) = reason {
-            attrs.push(KeyValue::new("reason", reason));
-        }
-        attrs
+        )
     }
 }
 
