@@ -128,6 +128,12 @@ fn soft_timeout(
     }
 }
 
+/// Whether a hedge could still start after `sent` attempts: hedging not stopped by the
+/// budget, a target left, and room under `max_attempts`.
+fn can_hedge(stopped: bool, targets: &VecDeque<Target>, sent: u32, config: &HedgeConfig) -> bool {
+    !stopped && !targets.is_empty() && sent < config.max_attempts.max(1)
+}
+
 impl<S, F> Future for ResponseFuture<S, F>
 where
     S: Service<ChatRequest, Response = ChatResponse, Error = Error, Future = F>,
@@ -351,10 +357,13 @@ where
                         started_after: this.start.elapsed(),
                         outcome: AttemptOutcome::Pending,
                     });
-                    // A hedge may follow this attempt: when its soft timeout has passed.
-                    let may_hedge = !*this.hedging_stopped
-                        && !this.targets.is_empty()
-                        && *this.sent + 1 < this.config.max_attempts.max(1);
+                    // A hedge may follow this attempt (counted as sent): arm the soft timer.
+                    let may_hedge = can_hedge(
+                        *this.hedging_stopped,
+                        this.targets,
+                        *this.sent + 1,
+                        this.config,
+                    );
                     let soft = may_hedge
                         .then(|| soft_timeout(this.config, this.board.as_ref(), &target.provider));
                     if kind != AttemptKind::Primary {
@@ -417,11 +426,8 @@ where
 
             // 4. The soft timer: no first token yet, so start the next provider beside the
             // running ones.
-            let can_hedge = !*this.hedging_stopped
-                && !this.targets.is_empty()
-                && *this.sent < this.config.max_attempts.max(1);
             if *this.soft_armed
-                && can_hedge
+                && can_hedge(*this.hedging_stopped, this.targets, *this.sent, this.config)
                 && this
                     .soft
                     .as_mut()
