@@ -1,12 +1,12 @@
 //! Assembling the standard stack from a [`Config`].
 
-use hashbrown::HashSet;
 use std::fmt;
 use std::future::Ready;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::Either;
+use hashbrown::HashSet;
 
 use switchboard_breaker::BreakerLayer;
 use switchboard_budget::{
@@ -90,25 +90,17 @@ impl Switchboard {
                 }
                 ProviderConfig::Openai(c) => {
                     let client = client.clone().ok_or_else(no_client)?;
-                    Adapter::OpenAi(OpenAi::new(id.clone(), c.clone(), client).map_err(|e| {
-                        ConfigError::new(
-                            format!("providers.{id}"),
-                            e.to_string(),
-                            "fix the provider's settings",
-                        )
-                    })?)
+                    Adapter::OpenAi(
+                        OpenAi::new(id.clone(), c.clone(), client)
+                            .map_err(|e| invalid_provider(id, e))?,
+                    )
                 }
                 ProviderConfig::Anthropic(c) => {
                     let client = client.clone().ok_or_else(no_client)?;
-                    Adapter::Anthropic(Anthropic::new(id.clone(), c.clone(), client).map_err(
-                        |e| {
-                            ConfigError::new(
-                                format!("providers.{id}"),
-                                e.to_string(),
-                                "fix the provider's settings",
-                            )
-                        },
-                    )?)
+                    Adapter::Anthropic(
+                        Anthropic::new(id.clone(), c.clone(), client)
+                            .map_err(|e| invalid_provider(id, e))?,
+                    )
                 }
             };
             let stack = ServiceBuilder::new()
@@ -362,6 +354,15 @@ where
             Either::Right(std::future::ready(Err(Error::ModelNotFound { model })))
         }
     }
+}
+
+/// An adapter refused its settings.
+fn invalid_provider(id: &ProviderId, error: impl fmt::Display) -> ConfigError {
+    ConfigError::new(
+        format!("providers.{id}"),
+        error.to_string(),
+        "fix the provider's settings",
+    )
 }
 
 fn no_client() -> ConfigError {
