@@ -107,6 +107,13 @@ fn endpoint(base_url: &str, path: &str) -> Result<Uri, BuildError> {
     }
 }
 
+/// Why an `extra` field was refused: it would replace a field switchboard sets.
+fn extra_collides(key: &str) -> String {
+    format!(
+        "extra field `{key}` collides with a field switchboard sets; set it through the request's own field"
+    )
+}
+
 /// `out` with the request's `extra` fields merged in, as JSON bytes; an extra field may not
 /// replace one switchboard sets.
 fn with_extra(
@@ -115,9 +122,7 @@ fn with_extra(
 ) -> Result<Vec<u8>, String> {
     for (key, value) in extra {
         if out.contains_key(key) {
-            return Err(format!(
-                "extra field `{key}` collides with a field switchboard sets; set it through the request's own field"
-            ));
+            return Err(extra_collides(key));
         }
         out.insert(key.clone(), value.clone());
     }

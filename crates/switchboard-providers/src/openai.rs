@@ -242,9 +242,7 @@ pub fn request_body(body: &ChatBody, max_tokens_field: MaxTokensField) -> Result
         .keys()
         .find(|key| known.iter().any(|(k, _)| k == key))
     {
-        return Err(format!(
-            "extra field `{key}` collides with a field switchboard sets; set it through the request's own field"
-        ));
+        return Err(crate::extra_collides(key));
     }
     let mut out = Vec::with_capacity(256);
     serde_json::to_writer(

@@ -159,19 +159,19 @@ fn message(mut value: Value, i: usize) -> Result<Message, WireError> {
                 let c = c
                     .as_object_mut()
                     .ok_or_else(|| json::type_error(&p, "an object"))?;
-                let no_function = || json::type_error(&format!("{p}.function"), "an object");
-                if !c.get("function").is_some_and(Value::is_object) {
-                    return Err(no_function());
-                }
-                let id = json::take_required_str(c, "id", &format!("{p}.id"))?;
-                let Some(function) = c.get_mut("function").and_then(Value::as_object_mut) else {
-                    return Err(no_function());
+                let Some(Value::Object(mut function)) = c.remove("function") else {
+                    return Err(json::type_error(&format!("{p}.function"), "an object"));
                 };
+                let id = json::take_required_str(c, "id", &format!("{p}.id"))?;
                 Ok(ToolCall {
                     id,
-                    name: json::take_required_str(function, "name", &format!("{p}.function.name"))?,
+                    name: json::take_required_str(
+                        &mut function,
+                        "name",
+                        &format!("{p}.function.name"),
+                    )?,
                     arguments: json::take_opt_str(
-                        function,
+                        &mut function,
                         "arguments",
                         &format!("{p}.function.arguments"),
                     )?
