@@ -345,7 +345,7 @@ impl Serialize for Field<'_> {
             Field::Messages(body) => {
                 let system = body.system.as_deref().map(|content| MessageOut {
                     content: ContentOut::Text(content),
-                    role: "system",
+                    role: Role::System,
                     tool_call_id: None,
                     tool_calls: &[],
                 });
@@ -354,12 +354,7 @@ impl Serialize for Field<'_> {
                         Content::Text(text) => ContentOut::Text(text),
                         Content::Parts(parts) => ContentOut::Parts(parts),
                     },
-                    role: match m.role {
-                        Role::System => "system",
-                        Role::User => "user",
-                        Role::Assistant => "assistant",
-                        Role::Tool => "tool",
-                    },
+                    role: m.role,
                     tool_call_id: m.tool_call_id.as_deref(),
                     tool_calls: &m.tool_calls,
                 });
@@ -391,7 +386,8 @@ impl Serialize for Field<'_> {
 #[derive(Serialize)]
 struct MessageOut<'a> {
     content: ContentOut<'a>,
-    role: &'static str,
+    /// Serialized lowercase, as both APIs name roles.
+    role: Role,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_call_id: Option<&'a str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "tool_calls")]
