@@ -396,9 +396,9 @@ async fn messages(state: Shared, request: Request) -> Response {
     handle::<AnthropicApi>(state, request).await
 }
 
-/// A disposition as the `switchboard` block of a JSON body: the fields of its `Serialize`,
-/// in the (sorted) order a `serde_json::Value` writes them, with the trace id written
-/// without `fmt`.
+/// A disposition as the `switchboard` block of an answer written straight to bytes: the
+/// fields of `Disposition`'s `Serialize`, in the (sorted) order the `serde_json::Value`
+/// path of [`json_response`] writes them, so both bodies carry the same block.
 #[derive(Serialize)]
 struct Block<'a> {
     provider: Option<&'a str>,
@@ -418,10 +418,7 @@ fn with_block<T>(d: &Disposition, f: impl FnOnce(&Block<'_>) -> T) -> T {
 }
 
 fn json_response(status: u16, mut body: Value, disposition: &Disposition, call: &Call) -> Response {
-    if let (Some(obj), Ok(block)) = (
-        body.as_object_mut(),
-        with_block(disposition, |block| serde_json::to_value(block)),
-    ) {
+    if let (Some(obj), Ok(block)) = (body.as_object_mut(), serde_json::to_value(disposition)) {
         obj.insert("switchboard".into(), block);
     }
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
