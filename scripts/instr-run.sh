@@ -23,10 +23,7 @@ write_config "$out" 19180 19100
 rm -f "$out"/callgrind.out*
 start_gateway "$out" valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$out/callgrind.out"
-for _ in $(seq 1 120); do
-  curl -s -o /dev/null http://127.0.0.1:19180/healthz && break
-  sleep 0.5
-done
+wait_ready 19180
 client() {
   python3 - "$1" "$connections" <<'PY'
 import http.client, sys, threading

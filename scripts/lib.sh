@@ -38,6 +38,17 @@ start_gateway() {
   gateway=$!
 }
 
+# wait_ready PORT: until the server on PORT answers HTTP (/healthz, any status; up to a
+# minute: under valgrind the gateway starts slowly); fails if it never does.
+wait_ready() {
+  for _ in $(seq 1 120); do
+    curl -s -o /dev/null "http://127.0.0.1:$1/healthz" && return 0
+    sleep 0.5
+  done
+  echo "nothing answered on port $1" >&2
+  return 1
+}
+
 # write_post_lua DIR: DIR/post.lua, wrk's non-streamed request to the gateway.
 write_post_lua() {
   cat > "$1/post.lua" <<'LUA'

@@ -21,7 +21,7 @@ start_upstream "$work" 19000
 ./target/release/examples/bare_proxy 127.0.0.1:19081 127.0.0.1:19000 > "$work/proxy.log" 2>&1 &
 write_config "$work" 19080 19000
 start_gateway "$work"
-sleep 1
+for port in 19000 19081 19080; do wait_ready "$port"; done
 write_post_lua "$work"
 cat > "$work/direct.lua" <<'LUA'
 wrk.method = "POST"

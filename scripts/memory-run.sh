@@ -15,7 +15,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 start_upstream "$work" 19100
 write_config "$work" 19180 19100
 start_gateway "$work" env RUST_LOG=warn
-sleep 1
+for port in 19100 19180; do wait_ready "$port"; done
 write_post_lua "$work"
 rss() { awk '/VmRSS/ {print $2}' "/proc/$gateway/status"; }
 echo "t_s rss_kB"
