@@ -886,208 +886,24 @@ mod tests {
     }
 }
 
-/// The answers as the first version built them, through `serde_json::Value`: the typed
-/// writers must produce the same bytes.
+/// The answers the typed writers produce, byte for byte.
 #[cfg(test)]
-mod same_bytes {
-    mod old {
-        #![allow(dead_code)]
-        use serde_json::{Value, json};
-        use switchboard_core::{ChatEvent, Completion, FinishReason};
-
-        use crate::sse_event;
-
-        use super::super::Block;
-
-        /// The typed encoder's state (the same fields and constructor), written the old way.
-        #[derive(Debug)]
-        pub(super) struct StreamEncoder(super::super::StreamEncoder);
-
-        impl StreamEncoder {
-            /// An encoder for one answer; `input_tokens` is reported in `message_start` (0 when not
-            /// known yet; the final figure comes in `message_delta`).
-            pub(super) fn new(
-                id: impl Into<String>,
-                model: impl Into<String>,
-                input_tokens: u64,
-            ) -> Self {
-                Self(super::super::StreamEncoder::new(id, model, input_tokens))
-            }
-
-            /// The request id that `error` events carry, as Anthropic's do.
-            pub(super) fn request_id(self, request_id: impl Into<String>) -> Self {
-                Self(self.0.request_id(request_id))
-            }
-
-            /// `message_start`.
-            pub(super) fn start(&mut self, out: &mut Vec<u8>) {
-                let message = json!({
-                    "model": self.0.model,
-                    "id": self.0.id,
-                    "type": "message",
-                    "role": "assistant",
-                    "content": [],
-                    "stop_reason": null,
-                    "stop_sequence": null,
-                    "usage": {
-                        "input_tokens": self.0.input_tokens,
-                        "cache_creation_input_tokens": 0,
-                        "cache_read_input_tokens": 0,
-                        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-                        "output_tokens": 1,
-                        "service_tier": "standard"
-                    }
-                });
-                sse_event(
-                    out,
-                    "message_start",
-                    &json!({"type": "message_start", "message": message}),
-                );
-            }
-
-            /// A `ping` event.
-            pub(super) fn ping(&mut self, out: &mut Vec<u8>) {
-                out.extend_from_slice(b"event: ping\ndata: {\"type\": \"ping\"}\n\n");
-            }
-
-            /// Opens a text block now (Anthropic opens it before the first delta arrives).
-            pub(super) fn open_text_block(&mut self, out: &mut Vec<u8>) {
-                if !matches!(self.0.open, Some((Block::Text, _))) {
-                    self.open_block(Block::Text, json!({"type": "text", "text": ""}), out);
-                }
-            }
-
-            fn open_block(&mut self, block: Block, content_block: Value, out: &mut Vec<u8>) {
-                self.close_block(out);
-                let index = self.0.next_index;
-                self.0.next_index += 1;
-                self.0.open = Some((block, index));
-                sse_event(
-                    out,
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": index, "content_block": content_block}),
-                );
-            }
-
-            fn close_block(&mut self, out: &mut Vec<u8>) {
-                if let Some((_, index)) = self.0.open.take() {
-                    sse_event(
-                        out,
-                        "content_block_stop",
-                        &json!({"type": "content_block_stop", "index": index}),
-                    );
-                }
-            }
-
-            /// One event. Finish and usage are held for [`end`](Self::end).
-            pub(super) fn event(&mut self, event: &ChatEvent, out: &mut Vec<u8>) {
-                match event {
-                    ChatEvent::Text { text } => {
-                        self.open_text_block(out);
-                        let index = self.0.open.map_or(0, |(_, i)| i);
-                        sse_event(
-                            out,
-                            "content_block_delta",
-                            &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
-                        );
-                    }
-                    ChatEvent::ToolCall {
-                        index: tool,
-                        id,
-                        name,
-                        arguments,
-                    } => {
-                        if self
-                            .0
-                            .opens_tool_block(*tool, id.is_some() || name.is_some())
-                        {
-                            let block = json!({
-                                "type": "tool_use",
-                                "id": id.clone().unwrap_or_default(),
-                                "name": name.clone().unwrap_or_default(),
-                                "input": {}
-                            });
-                            self.open_block(Block::Tool(*tool), block, out);
-                        }
-                        if !arguments.is_empty() {
-                            let index = self.0.open.map_or(0, |(_, i)| i);
-                            sse_event(
-                                out,
-                                "content_block_delta",
-                                &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": arguments}}),
-                            );
-                        }
-                    }
-                    ChatEvent::Usage(usage) => self.0.usage.merge_max(*usage),
-                    ChatEvent::Finish(reason) => self.0.finish = Some(reason.clone()),
-                    _ => {}
-                }
-            }
-
-            /// `content_block_stop`, `message_delta` and `message_stop`.
-            pub(super) fn end(&mut self, out: &mut Vec<u8>) {
-                self.close_block(out);
-                let finish = self.0.finish.take().unwrap_or(FinishReason::Stop);
-                let u = self.0.usage;
-                sse_event(
-                    out,
-                    "message_delta",
-                    &json!({
-                        "type": "message_delta",
-                        "delta": {"stop_reason": finish.as_anthropic(), "stop_sequence": null},
-                        "usage": {
-                            "input_tokens": u.uncached_input_tokens(),
-                            "cache_creation_input_tokens": 0,
-                            "cache_read_input_tokens": u.cached_input_tokens,
-                            "output_tokens": u.output_tokens
-                        }
-                    }),
-                );
-                sse_event(out, "message_stop", &json!({"type": "message_stop"}));
-            }
-        }
-
-        /// A whole Messages answer.
-        pub(super) fn message_json(completion: &Completion, id: &str) -> Value {
-            let mut content = Vec::new();
-            if !completion.text.is_empty() || completion.tool_calls.is_empty() {
-                content.push(json!({"type": "text", "text": completion.text}));
-            }
-            for call in &completion.tool_calls {
-                let input: Value =
-                    serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
-                content.push(
-                    json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}),
-                );
-            }
-            let u = completion.usage.unwrap_or_default();
-            json!({
-                "model": completion.model,
-                "id": id,
-                "type": "message",
-                "role": "assistant",
-                "content": content,
-                "stop_reason": completion.finish.clone().unwrap_or(FinishReason::Stop).as_anthropic(),
-                "stop_sequence": null,
-                "usage": {
-                    "input_tokens": u.uncached_input_tokens(),
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": u.cached_input_tokens,
-                    "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-                    "output_tokens": u.output_tokens,
-                    "service_tier": "standard"
-                }
-            })
-        }
-    }
-
+mod golden {
     use serde_json::json;
     use switchboard_core::{ChatEvent, Completion, FinishReason, ProviderId, ToolCall, Usage};
 
     use super::{StreamEncoder, message_json, write_message};
 
+    /// The cases of `messages_are_the_expected_bytes` as `message` objects, id `msg_1`.
+    const MESSAGES: [&str; 4] = [
+        r#"{"content":[{"text":"Hello, \"world\" 👋\n","type":"text"}],"id":"msg_1","model":"claude-haiku-4-5","role":"assistant","stop_reason":"max_tokens","stop_sequence":null,"type":"message","usage":{"cache_creation":{"ephemeral_1h_input_tokens":0,"ephemeral_5m_input_tokens":0},"cache_creation_input_tokens":0,"cache_read_input_tokens":5,"input_tokens":15,"output_tokens":7,"service_tier":"standard"}}"#,
+        r#"{"content":[{"text":"","type":"text"}],"id":"msg_1","model":"claude-haiku-4-5","role":"assistant","stop_reason":"end_turn","stop_sequence":null,"type":"message","usage":{"cache_creation":{"ephemeral_1h_input_tokens":0,"ephemeral_5m_input_tokens":0},"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"input_tokens":0,"output_tokens":0,"service_tier":"standard"}}"#,
+        r#"{"content":[{"id":"toolu_1","input":{"a":[1.5,"x"],"b":1},"name":"w","type":"tool_use"},{"id":"toolu_1","input":{},"name":"w","type":"tool_use"},{"id":"toolu_1","input":7,"name":"w","type":"tool_use"}],"id":"msg_1","model":"claude-haiku-4-5","role":"assistant","stop_reason":"tool_use","stop_sequence":null,"type":"message","usage":{"cache_creation":{"ephemeral_1h_input_tokens":0,"ephemeral_5m_input_tokens":0},"cache_creation_input_tokens":0,"cache_read_input_tokens":5,"input_tokens":15,"output_tokens":7,"service_tier":"standard"}}"#,
+        r#"{"content":[{"text":"Hello, \"world\" 👋\n","type":"text"},{"id":"toolu_1","input":{},"name":"w","type":"tool_use"}],"id":"msg_1","model":"claude-haiku-4-5","role":"assistant","stop_reason":"pause_turn","stop_sequence":null,"type":"message","usage":{"cache_creation":{"ephemeral_1h_input_tokens":0,"ephemeral_5m_input_tokens":0},"cache_creation_input_tokens":0,"cache_read_input_tokens":5,"input_tokens":15,"output_tokens":7,"service_tier":"standard"}}"#,
+    ];
+
     #[test]
-    fn messages_are_the_same_bytes() {
+    fn messages_are_the_expected_bytes() {
         let base = Completion {
             provider: ProviderId::ANTHROPIC,
             model: "claude-haiku-4-5".into(),
@@ -1105,7 +921,7 @@ mod same_bytes {
             name: "w".into(),
             arguments: args.into(),
         };
-        let cases = vec![
+        let cases = [
             base.clone(),
             Completion {
                 text: String::new(),
@@ -1129,18 +945,68 @@ mod same_bytes {
                 ..base
             },
         ];
-        for c in cases {
-            let old = old::message_json(&c, "msg_1");
-            assert_eq!(message_json(&c, "msg_1"), old);
-            let block = json!({"provider": "anthropic", "reason": "x", "status": "degraded", "trace_id": "ab"});
-            crate::assert_writes_old(old, block, |out, block| {
-                write_message(out, &c, "msg_1", block)
-            });
+        assert_eq!(cases.len(), MESSAGES.len());
+        let block =
+            json!({"provider": "anthropic", "reason": "x", "status": "degraded", "trace_id": "ab"});
+        for (c, expected) in cases.iter().zip(MESSAGES) {
+            assert_eq!(message_json(c, "msg_1").to_string(), expected);
+            let mut bytes = Vec::new();
+            write_message(&mut bytes, c, "msg_1", None::<&serde_json::Value>).unwrap();
+            assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+            let mut bytes = Vec::new();
+            write_message(&mut bytes, c, "msg_1", Some(&block)).unwrap();
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                expected.replace(
+                    r#","type":"message","#,
+                    r#","switchboard":{"provider":"anthropic","reason":"x","status":"degraded","trace_id":"ab"},"type":"message","#
+                )
+            );
         }
     }
 
+    /// The SSE events the streams below are made of (each ends with a blank line).
+    const FRAMES: [&str; 18] = [
+        r#"event: message_start
+data: {"message":{"content":[],"id":"msg_1","model":"m","role":"assistant","stop_reason":null,"stop_sequence":null,"type":"message","usage":{"cache_creation":{"ephemeral_1h_input_tokens":0,"ephemeral_5m_input_tokens":0},"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"input_tokens":10,"output_tokens":1,"service_tier":"standard"}},"type":"message_start"}"#,
+        r#"event: ping
+data: {"type": "ping"}"#,
+        r#"event: content_block_start
+data: {"content_block":{"text":"","type":"text"},"index":0,"type":"content_block_start"}"#,
+        r#"event: content_block_stop
+data: {"index":0,"type":"content_block_stop"}"#,
+        r#"event: message_delta
+data: {"delta":{"stop_reason":"end_turn","stop_sequence":null},"type":"message_delta","usage":{"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"input_tokens":10,"output_tokens":0}}"#,
+        r#"event: message_stop
+data: {"type":"message_stop"}"#,
+        r#"event: content_block_delta
+data: {"delta":{"text":"Let me \"check\".","type":"text_delta"},"index":0,"type":"content_block_delta"}"#,
+        r#"event: content_block_start
+data: {"content_block":{"id":"toolu_1","input":{},"name":"w","type":"tool_use"},"index":1,"type":"content_block_start"}"#,
+        r#"event: content_block_stop
+data: {"index":1,"type":"content_block_stop"}"#,
+        r#"event: content_block_delta
+data: {"delta":{"partial_json":"{\"a\":1}","type":"input_json_delta"},"index":1,"type":"content_block_delta"}"#,
+        r#"event: content_block_start
+data: {"content_block":{"id":"","input":{},"name":"","type":"tool_use"},"index":2,"type":"content_block_start"}"#,
+        r#"event: content_block_delta
+data: {"delta":{"partial_json":"{}","type":"input_json_delta"},"index":2,"type":"content_block_delta"}"#,
+        r#"event: content_block_stop
+data: {"index":2,"type":"content_block_stop"}"#,
+        r#"event: content_block_start
+data: {"content_block":{"text":"","type":"text"},"index":3,"type":"content_block_start"}"#,
+        r#"event: content_block_delta
+data: {"delta":{"text":"more","type":"text_delta"},"index":3,"type":"content_block_delta"}"#,
+        r#"event: content_block_stop
+data: {"index":3,"type":"content_block_stop"}"#,
+        r#"event: message_delta
+data: {"delta":{"stop_reason":"tool_use","stop_sequence":null},"type":"message_delta","usage":{"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"input_tokens":10,"output_tokens":0}}"#,
+        r#"event: message_delta
+data: {"delta":{"stop_reason":"tool_use","stop_sequence":null},"type":"message_delta","usage":{"cache_creation_input_tokens":0,"cache_read_input_tokens":4,"input_tokens":6,"output_tokens":7}}"#,
+    ];
+
     #[test]
-    fn streams_are_the_same_bytes() {
+    fn streams_are_the_expected_bytes() {
         let events = [
             ChatEvent::text("Let me \"check\"."),
             ChatEvent::ToolCall {
@@ -1169,27 +1035,32 @@ mod same_bytes {
                 cached_input_tokens: 4,
             }),
         ];
-        for n in 0..=events.len() {
-            let mut new = StreamEncoder::new("msg_1", "m", 10);
-            let mut old = old::StreamEncoder::new("msg_1", "m", 10);
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            new.start(&mut a);
-            old.start(&mut b);
-            new.ping(&mut a);
-            old.ping(&mut b);
-            new.open_text_block(&mut a);
-            old.open_text_block(&mut b);
+        // For each count of `events`, the stream as indices into FRAMES.
+        let cases: [&[usize]; 8] = [
+            &[0, 1, 2, 3, 4, 5],
+            &[0, 1, 2, 6, 3, 4, 5],
+            &[0, 1, 2, 6, 3, 7, 8, 4, 5],
+            &[0, 1, 2, 6, 3, 7, 9, 8, 4, 5],
+            &[0, 1, 2, 6, 3, 7, 9, 8, 10, 11, 12, 4, 5],
+            &[0, 1, 2, 6, 3, 7, 9, 8, 10, 11, 12, 13, 14, 15, 4, 5],
+            &[0, 1, 2, 6, 3, 7, 9, 8, 10, 11, 12, 13, 14, 15, 16, 5],
+            &[0, 1, 2, 6, 3, 7, 9, 8, 10, 11, 12, 13, 14, 15, 17, 5],
+        ];
+        for (n, frames) in cases.into_iter().enumerate() {
+            let mut encoder = StreamEncoder::new("msg_1", "m", 10);
+            let mut bytes = Vec::new();
+            encoder.start(&mut bytes);
+            encoder.ping(&mut bytes);
+            encoder.open_text_block(&mut bytes);
             for e in &events[..n] {
-                new.event(e, &mut a);
-                old.event(e, &mut b);
+                encoder.event(e, &mut bytes);
             }
-            new.end(&mut a);
-            old.end(&mut b);
-            assert_eq!(
-                String::from_utf8(a).unwrap(),
-                String::from_utf8(b).unwrap(),
-                "{n} events"
-            );
+            encoder.end(&mut bytes);
+            let expected: String = frames
+                .iter()
+                .map(|&i| format!("{}\n\n", FRAMES[i]))
+                .collect();
+            assert_eq!(String::from_utf8(bytes).unwrap(), expected, "{n} events");
         }
     }
 }

@@ -91,27 +91,3 @@ fn sse_event<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, json: 
     out.push(b'\n');
     sse_data(out, json);
 }
-
-/// Asserts that `write` produces the bytes of `old` (an answer as the first version built
-/// it), both without a `switchboard` block and with `block` as that key.
-#[cfg(test)]
-fn assert_writes_old(
-    old: serde_json::Value,
-    block: serde_json::Value,
-    write: impl Fn(&mut Vec<u8>, Option<&serde_json::Value>) -> serde_json::Result<()>,
-) {
-    let mut bytes = Vec::new();
-    write(&mut bytes, None).unwrap();
-    assert_eq!(
-        String::from_utf8(bytes).unwrap(),
-        serde_json::to_string(&old).unwrap()
-    );
-    let mut with = old;
-    with["switchboard"] = block.clone();
-    let mut bytes = Vec::new();
-    write(&mut bytes, Some(&block)).unwrap();
-    assert_eq!(
-        String::from_utf8(bytes).unwrap(),
-        serde_json::to_string(&with).unwrap()
-    );
-}

@@ -901,140 +901,13 @@ mod tests {
     }
 }
 
-/// The answers as the first version built them, through `serde_json::Value`: the typed
-/// writers must produce the same bytes.
+/// The answers the typed writers produce, byte for byte.
 #[cfg(test)]
-mod same_bytes {
-    use serde_json::{Map, Value, json};
+mod golden {
+    use serde_json::json;
     use switchboard_core::{ChatEvent, Completion, FinishReason, ProviderId, ToolCall, Usage};
 
     use super::{StreamEncoder, completion_json, write_completion};
-    use crate::sse_data;
-
-    fn old_usage_json(u: &Usage) -> Value {
-        json!({
-            "prompt_tokens": u.input_tokens,
-            "completion_tokens": u.output_tokens,
-            "total_tokens": u.input_tokens.saturating_add(u.output_tokens),
-            "prompt_tokens_details": {"cached_tokens": u.cached_input_tokens, "audio_tokens": 0},
-            "completion_tokens_details": {
-                "reasoning_tokens": 0,
-                "audio_tokens": 0,
-                "accepted_prediction_tokens": 0,
-                "rejected_prediction_tokens": 0
-            }
-        })
-    }
-
-    fn old_completion_json(completion: &Completion, id: &str, created: u64) -> Value {
-        let mut message = json!({
-            "role": "assistant",
-            "content": completion.text,
-            "refusal": null,
-            "annotations": []
-        });
-        if !completion.tool_calls.is_empty() {
-            if completion.text.is_empty() {
-                message["content"] = Value::Null;
-            }
-            message["tool_calls"] = completion
-                .tool_calls
-                .iter()
-                .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
-                .collect::<Vec<_>>()
-                .into();
-        }
-        let finish = completion.finish.clone().unwrap_or(FinishReason::Stop);
-        json!({
-            "id": id,
-            "object": "chat.completion",
-            "created": created,
-            "model": completion.model,
-            "choices": [{
-                "index": 0,
-                "message": message,
-                "logprobs": null,
-                "finish_reason": finish.as_openai()
-            }],
-            "usage": old_usage_json(&completion.usage.unwrap_or_default()),
-            "service_tier": "default",
-            "system_fingerprint": "fp_switchboard"
-        })
-    }
-
-    /// The typed encoder's state (the same fields and constructor), written the old way.
-    struct OldEncoder(StreamEncoder);
-
-    impl OldEncoder {
-        fn chunk(&self, choices: Value, usage: Option<Value>) -> Value {
-            let mut chunk = json!({
-                "id": self.0.id,
-                "object": "chat.completion.chunk",
-                "created": self.0.created,
-                "model": self.0.model,
-                "service_tier": "default",
-                "system_fingerprint": "fp_switchboard",
-                "choices": choices,
-            });
-            if self.0.include_usage {
-                chunk["usage"] = usage.unwrap_or(Value::Null);
-            }
-            chunk
-        }
-        fn delta(&self, out: &mut Vec<u8>, delta: Value, finish: Option<&str>) {
-            let choices =
-                json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
-            sse_data(out, &self.chunk(choices, None));
-        }
-        fn start(&mut self, out: &mut Vec<u8>) {
-            self.delta(
-                out,
-                json!({"role": "assistant", "content": "", "refusal": null}),
-                None,
-            );
-        }
-        fn event(&mut self, event: &ChatEvent, out: &mut Vec<u8>) {
-            match event {
-                ChatEvent::Text { text } => self.delta(out, json!({"content": text}), None),
-                ChatEvent::ToolCall {
-                    index,
-                    id,
-                    name,
-                    arguments,
-                } => {
-                    let mut call = Map::new();
-                    call.insert("index".into(), (*index).into());
-                    if let Some(id) = id {
-                        call.insert("id".into(), id.clone().into());
-                        call.insert("type".into(), "function".into());
-                    }
-                    let mut function = Map::new();
-                    if let Some(name) = name {
-                        function.insert("name".into(), name.clone().into());
-                    }
-                    function.insert("arguments".into(), arguments.clone().into());
-                    call.insert("function".into(), function.into());
-                    self.delta(out, json!({"tool_calls": [call]}), None);
-                }
-                ChatEvent::Usage(usage) => self
-                    .0
-                    .usage
-                    .get_or_insert_with(Usage::default)
-                    .merge_max(*usage),
-                ChatEvent::Finish(reason) => self.0.finish = Some(reason.clone()),
-                _ => {}
-            }
-        }
-        fn end(&mut self, out: &mut Vec<u8>) {
-            let finish = self.0.finish.take().unwrap_or(FinishReason::Stop);
-            self.delta(out, json!({}), Some(finish.as_openai()));
-            if self.0.include_usage {
-                let usage = old_usage_json(&self.0.usage.unwrap_or_default());
-                sse_data(out, &self.chunk(json!([]), Some(usage)));
-            }
-            out.extend_from_slice(b"data: [DONE]\n\n");
-        }
-    }
 
     fn completions() -> Vec<Completion> {
         let call = |i: usize| ToolCall {
@@ -1080,21 +953,71 @@ mod same_bytes {
         ]
     }
 
+    /// `completions()` as `chat.completion` objects, id `chatcmpl-1`, created 1700000000.
+    const COMPLETIONS: [&str; 5] = [
+        r#"{"choices":[{"finish_reason":"length","index":0,"logprobs":null,"message":{"annotations":[],"content":"Hello, \"world\" 👋\n\ttab \\ \u0007","refusal":null,"role":"assistant"}}],"created":1700000000,"id":"chatcmpl-1","model":"gpt-4o-mini","object":"chat.completion","service_tier":"default","system_fingerprint":"fp_switchboard","usage":{"completion_tokens":18446744073709551615,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":0,"rejected_prediction_tokens":0},"prompt_tokens":12,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":3},"total_tokens":18446744073709551615}}"#,
+        r#"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"message":{"annotations":[],"content":"","refusal":null,"role":"assistant"}}],"created":1700000000,"id":"chatcmpl-1","model":"gpt-4o-mini","object":"chat.completion","service_tier":"default","system_fingerprint":"fp_switchboard","usage":{"completion_tokens":0,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":0,"rejected_prediction_tokens":0},"prompt_tokens":0,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":0},"total_tokens":0}}"#,
+        r#"{"choices":[{"finish_reason":"tool_calls","index":0,"logprobs":null,"message":{"annotations":[],"content":null,"refusal":null,"role":"assistant","tool_calls":[{"function":{"arguments":"{\"city\": \"Paris \\\"0\\\"\"}","name":"get_weather"},"id":"call_0","type":"function"},{"function":{"arguments":"{\"city\": \"Paris \\\"1\\\"\"}","name":"get_weather"},"id":"call_1","type":"function"}]}}],"created":1700000000,"id":"chatcmpl-1","model":"gpt-4o-mini","object":"chat.completion","service_tier":"default","system_fingerprint":"fp_switchboard","usage":{"completion_tokens":18446744073709551615,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":0,"rejected_prediction_tokens":0},"prompt_tokens":12,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":3},"total_tokens":18446744073709551615}}"#,
+        r#"{"choices":[{"finish_reason":"weird","index":0,"logprobs":null,"message":{"annotations":[],"content":"Hello, \"world\" 👋\n\ttab \\ \u0007","refusal":null,"role":"assistant","tool_calls":[{"function":{"arguments":"{\"city\": \"Paris \\\"0\\\"\"}","name":"get_weather"},"id":"call_0","type":"function"}]}}],"created":1700000000,"id":"chatcmpl-1","model":"gpt-4o-mini","object":"chat.completion","service_tier":"default","system_fingerprint":"fp_switchboard","usage":{"completion_tokens":18446744073709551615,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":0,"rejected_prediction_tokens":0},"prompt_tokens":12,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":3},"total_tokens":18446744073709551615}}"#,
+        r#"{"choices":[{"finish_reason":"content_filter","index":0,"logprobs":null,"message":{"annotations":[],"content":"Hello, \"world\" 👋\n\ttab \\ \u0007","refusal":null,"role":"assistant"}}],"created":1700000000,"id":"chatcmpl-1","model":"gpt-4o-mini","object":"chat.completion","service_tier":"default","system_fingerprint":"fp_switchboard","usage":{"completion_tokens":18446744073709551615,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":0,"rejected_prediction_tokens":0},"prompt_tokens":12,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":3},"total_tokens":18446744073709551615}}"#,
+    ];
+
     #[test]
-    fn completions_are_the_same_bytes() {
-        for c in completions() {
-            let old = old_completion_json(&c, "chatcmpl-1", 1_700_000_000);
-            assert_eq!(completion_json(&c, "chatcmpl-1", 1_700_000_000), old);
-            let block =
-                json!({"provider": "openai", "reason": null, "status": "ok", "trace_id": "ab"});
-            crate::assert_writes_old(old, block, |out, block| {
-                write_completion(out, &c, "chatcmpl-1", 1_700_000_000, block)
-            });
+    fn completions_are_the_expected_bytes() {
+        let block = json!({"provider": "openai", "reason": null, "status": "ok", "trace_id": "ab"});
+        for (c, expected) in completions().iter().zip(COMPLETIONS) {
+            assert_eq!(
+                completion_json(c, "chatcmpl-1", 1_700_000_000).to_string(),
+                expected
+            );
+            let mut bytes = Vec::new();
+            write_completion(
+                &mut bytes,
+                c,
+                "chatcmpl-1",
+                1_700_000_000,
+                None::<&serde_json::Value>,
+            )
+            .unwrap();
+            assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+            let mut bytes = Vec::new();
+            write_completion(&mut bytes, c, "chatcmpl-1", 1_700_000_000, Some(&block)).unwrap();
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                expected.replace(
+                    r#","system_fingerprint":"#,
+                    r#","switchboard":{"provider":"openai","reason":null,"status":"ok","trace_id":"ab"},"system_fingerprint":"#
+                )
+            );
         }
     }
 
+    /// The SSE events the streams below are made of (each ends with a blank line).
+    const FRAMES: [&str; 20] = [
+        r#"data: {"choices":[{"delta":{"content":"","refusal":null,"role":"assistant"},"finish_reason":null,"index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard"}"#,
+        r#"data: {"choices":[{"delta":{},"finish_reason":"stop","index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard"}"#,
+        r#"data: [DONE]"#,
+        r#"data: {"choices":[{"delta":{"content":"Hel"},"finish_reason":null,"index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard"}"#,
+        r#"data: {"choices":[{"delta":{"content":"lo \"there\"\n"},"finish_reason":null,"index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard"}"#,
+        r#"data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"","name":"f"},"id":"call_1","index":0,"type":"function"}]},"finish_reason":null,"index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard"}"#,
+        r#"data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{\"a\":"},"index":0}]},"finish_reason":null,"index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard"}"#,
+        r#"data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"1}","name":"g"},"index":1}]},"finish_reason":null,"index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard"}"#,
+        r#"data: {"choices":[{"delta":{},"finish_reason":"tool_calls","index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard"}"#,
+        r#"data: {"choices":[{"delta":{"content":"","refusal":null,"role":"assistant"},"finish_reason":null,"index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard","usage":null}"#,
+        r#"data: {"choices":[{"delta":{},"finish_reason":"stop","index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard","usage":null}"#,
+        r#"data: {"choices":[],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard","usage":{"completion_tokens":0,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":0,"rejected_prediction_tokens":0},"prompt_tokens":0,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":0},"total_tokens":0}}"#,
+        r#"data: {"choices":[{"delta":{"content":"Hel"},"finish_reason":null,"index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard","usage":null}"#,
+        r#"data: {"choices":[{"delta":{"content":"lo \"there\"\n"},"finish_reason":null,"index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard","usage":null}"#,
+        r#"data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"","name":"f"},"id":"call_1","index":0,"type":"function"}]},"finish_reason":null,"index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard","usage":null}"#,
+        r#"data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{\"a\":"},"index":0}]},"finish_reason":null,"index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard","usage":null}"#,
+        r#"data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"1}","name":"g"},"index":1}]},"finish_reason":null,"index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard","usage":null}"#,
+        r#"data: {"choices":[],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard","usage":{"completion_tokens":4,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":0,"rejected_prediction_tokens":0},"prompt_tokens":9,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":0},"total_tokens":13}}"#,
+        r#"data: {"choices":[{"delta":{},"finish_reason":"tool_calls","index":0,"logprobs":null}],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard","usage":null}"#,
+        r#"data: {"choices":[],"created":17,"id":"chatcmpl-x","model":"gpt-4o","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_switchboard","usage":{"completion_tokens":4,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":0,"rejected_prediction_tokens":0},"prompt_tokens":10,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":5},"total_tokens":14}}"#,
+    ];
+
     #[test]
-    fn streams_are_the_same_bytes() {
+    fn streams_are_the_expected_bytes() {
         let events = [
             ChatEvent::text("Hel"),
             ChatEvent::text("lo \"there\"\n"),
@@ -1124,30 +1047,44 @@ mod same_bytes {
                 cached_input_tokens: 5,
             }),
         ];
-        for include_usage in [false, true] {
-            for n in 0..=events.len() {
-                let mut new = StreamEncoder::new("chatcmpl-x", "gpt-4o", 17, include_usage);
-                let mut old = OldEncoder(StreamEncoder::new(
-                    "chatcmpl-x",
-                    "gpt-4o",
-                    17,
-                    include_usage,
-                ));
-                let (mut a, mut b) = (Vec::new(), Vec::new());
-                new.start(&mut a);
-                old.start(&mut b);
-                for e in &events[..n] {
-                    new.event(e, &mut a);
-                    old.event(e, &mut b);
-                }
-                new.end(&mut a);
-                old.end(&mut b);
-                assert_eq!(
-                    String::from_utf8(a).unwrap(),
-                    String::from_utf8(b).unwrap(),
-                    "include_usage {include_usage}, {n} events"
-                );
+        // (include_usage, how many of `events`, the stream as indices into FRAMES)
+        let cases: [(bool, usize, &[usize]); 18] = [
+            (false, 0, &[0, 1, 2]),
+            (false, 1, &[0, 3, 1, 2]),
+            (false, 2, &[0, 3, 4, 1, 2]),
+            (false, 3, &[0, 3, 4, 5, 1, 2]),
+            (false, 4, &[0, 3, 4, 5, 6, 1, 2]),
+            (false, 5, &[0, 3, 4, 5, 6, 7, 1, 2]),
+            (false, 6, &[0, 3, 4, 5, 6, 7, 1, 2]),
+            (false, 7, &[0, 3, 4, 5, 6, 7, 8, 2]),
+            (false, 8, &[0, 3, 4, 5, 6, 7, 8, 2]),
+            (true, 0, &[9, 10, 11, 2]),
+            (true, 1, &[9, 12, 10, 11, 2]),
+            (true, 2, &[9, 12, 13, 10, 11, 2]),
+            (true, 3, &[9, 12, 13, 14, 10, 11, 2]),
+            (true, 4, &[9, 12, 13, 14, 15, 10, 11, 2]),
+            (true, 5, &[9, 12, 13, 14, 15, 16, 10, 11, 2]),
+            (true, 6, &[9, 12, 13, 14, 15, 16, 10, 17, 2]),
+            (true, 7, &[9, 12, 13, 14, 15, 16, 18, 17, 2]),
+            (true, 8, &[9, 12, 13, 14, 15, 16, 18, 19, 2]),
+        ];
+        for (include_usage, n, frames) in cases {
+            let mut encoder = StreamEncoder::new("chatcmpl-x", "gpt-4o", 17, include_usage);
+            let mut bytes = Vec::new();
+            encoder.start(&mut bytes);
+            for e in &events[..n] {
+                encoder.event(e, &mut bytes);
             }
+            encoder.end(&mut bytes);
+            let expected: String = frames
+                .iter()
+                .map(|&i| format!("{}\n\n", FRAMES[i]))
+                .collect();
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                expected,
+                "include_usage {include_usage}, {n} events"
+            );
         }
     }
 }
