@@ -1,6 +1,7 @@
 //! The floor for any gateway on a machine: a bare pass-through proxy on the same stack
-//! (axum over hyper, hyper-util's pooled client, TCP_NODELAY, a multi-thread runtime,
-//! mimalloc) that
+//! (axum over hyper, hyper-util's pooled client, TCP_NODELAY, mimalloc) and the same
+//! threading as the gateway (a single-threaded runtime per core, each with its own
+//! upstream pool, accepting from one shared listener) that
 //! forwards each request's method, path, headers and body to the upstream and streams the
 //! answer back untouched. No parsing, no policy. `scripts/load-run.sh` measures it beside
 //! the gateway so the gateway's added latency can be read against what any proxy costs.
@@ -57,8 +58,7 @@ fn status(code: StatusCode) -> Response {
     response
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let listen: SocketAddr = args
         .next()
@@ -70,16 +70,40 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:19000".into())
         .parse()
         .map_err(std::io::Error::other)?;
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new()).build(connector);
-    let app = Router::new()
-        .fallback(forward)
-        .with_state(Upstream { client, authority });
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let listener = std::net::TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
     println!("bare proxy on http://{listen}");
-    axum::serve(listener, app).await
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (0..workers)
+        .map(|_| {
+            let listener = listener.try_clone()?;
+            let authority = authority.clone();
+            Ok(std::thread::spawn(move || worker(listener, authority)))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| std::io::Error::other("a worker panicked"))??;
+    }
+    Ok(())
+}
+
+fn worker(listener: std::net::TcpListener, authority: Authority) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let app = Router::new()
+            .fallback(forward)
+            .with_state(Upstream { client, authority });
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app).await
+    })
 }

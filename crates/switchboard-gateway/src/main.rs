@@ -99,7 +99,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The control runtime (signals, background tasks); requests are served by the worker
+    // threads `serve` starts.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -211,10 +213,16 @@ async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result
         .router();
 
     let addr = listen.unwrap_or(config.server.listen);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    listener
+        .set_nonblocking(true)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let url = format!("http://{addr}");
     println!(
         "switchboard listening on {url}{}",
@@ -232,40 +240,97 @@ async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result
     println!(
         "try:\n  curl -s {url}/v1/chat/completions -H 'content-type: application/json'{auth} \\\n    -d '{{\"model\": \"gpt-4o-mini\", \"messages\": [{{\"role\": \"user\", \"content\": \"Say this is a test\"}}]}}'"
     );
+    tracing::info!(workers, "serving");
 
+    // Thread per core: every worker accepts from the one listener (a clone of its socket)
+    // and serves each connection it accepted on its own single-threaded runtime, so a
+    // request, its upstream connection (the HTTP client pools per thread) and its timers
+    // never wake another thread. This thread keeps the control tasks: signals, the job
+    // worker, breaker probes, Redis connections.
     let drain = Duration::from_millis(config.server.drain_ms);
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown_signal().await;
-        tracing::info!(
-            drain_ms = drain.as_millis() as u64,
-            "shutting down: draining in-flight requests"
-        );
-        let _ = signalled_tx.send(());
-    };
-    // Answers and SSE frames go out as soon as they are written (no Nagle delay).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let server = std::pin::pin!(server.into_future());
-    // After the signal, in-flight streams get `drain` to finish; then we stop anyway.
-    let deadline = async move {
-        if signalled_rx.await.is_ok() {
-            tokio::time::sleep(drain).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
+    for index in 0..workers {
+        let listener = listener
+            .try_clone()
+            .map_err(|e| format!("cannot share the listener with worker {index}: {e}"))?;
+        let app = app.clone();
+        let stop = stop_rx.clone();
+        let done = done_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("switchboard-worker-{index}"))
+            .spawn(move || {
+                let _ = done.send(run_worker(listener, app, stop, drain));
+            })
+            .map_err(|e| format!("cannot start worker {index}: {e}"))?;
+    }
+    drop(done_tx);
+
     tokio::select! {
-        result = server => result.map_err(|e| format!("server error: {e}")),
-        () = deadline => {
-            tracing::warn!("drain deadline passed; closing the remaining connections");
-            Ok(())
+        () = shutdown_signal() => {
+            tracing::info!(
+                drain_ms = drain.as_millis() as u64,
+                "shutting down: draining in-flight requests"
+            );
+        }
+        // A worker only ends on its own when it failed.
+        Some(result) = done_rx.recv() => {
+            let _ = stop_tx.send(true);
+            return Err(result.err().unwrap_or_else(|| "a worker stopped".to_owned()));
         }
     }
+    let _ = stop_tx.send(true);
+    let mut failure = None;
+    while let Some(result) = done_rx.recv().await {
+        if let Err(message) = result {
+            failure.get_or_insert(message);
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// One worker: a single-threaded runtime serving the connections it accepts until `stop`,
+/// then letting in-flight requests finish for at most `drain`.
+fn run_worker(
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    drain: Duration,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a worker runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| format!("cannot listen in a worker: {e}"))?;
+        // Answers and SSE frames go out as soon as they are written (no Nagle delay).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let mut signalled = stop.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = signalled.wait_for(|stopped| *stopped).await;
+        });
+        let server = std::pin::pin!(server.into_future());
+        // After the signal, in-flight streams get `drain` to finish; then we stop anyway.
+        let deadline = async move {
+            if stop.wait_for(|stopped| *stopped).await.is_ok() {
+                tokio::time::sleep(drain).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server => result.map_err(|e| format!("server error: {e}")),
+            () = deadline => {
+                tracing::warn!("drain deadline passed; closing the remaining connections");
+                Ok(())
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {

@@ -114,7 +114,6 @@ pub(crate) async fn send<D: Dialect>(
     dialect: D,
 ) -> Result<ChatResponse, Error> {
     let response = client
-        .inner()
         .request(request)
         .await
         .map_err(|e| transport_error(&provider, &e, client.connect_timeout()))?;

@@ -71,6 +71,10 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// How long in-flight requests may finish after a shutdown signal, in ms. Default 30 s.
     pub drain_ms: u64,
+    /// Worker threads, each a single-threaded runtime accepting from the one listener and
+    /// serving its connections start to end (thread per core: no task or wake-up crosses
+    /// threads on the request path). Default 0: one per available core.
+    pub workers: usize,
     /// Gateway keys and their tenants. Empty: no key needed (local use only).
     pub keys: BTreeMap<String, KeyConfig>,
 }
@@ -81,6 +85,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 4 * 1024 * 1024,
             drain_ms: 30_000,
+            workers: 0,
             keys: BTreeMap::new(),
         }
     }

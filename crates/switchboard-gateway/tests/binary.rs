@@ -1,0 +1,136 @@
+//! The `switchboard` binary itself: `serve` on its worker threads over real sockets, and a
+//! graceful shutdown on SIGTERM that lets an in-flight stream finish.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use futures_util::StreamExt;
+use serde_json::json;
+
+/// A simulated provider that streams slowly enough (20 tokens/s, ~40 tokens) for a
+/// shutdown signal to arrive mid-stream.
+const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 2
+drain_ms = 30000
+
+[providers.slow]
+kind = "sim"
+tokens_per_second = 20
+answer = { kind = "fixed", text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty" }
+
+[routing]
+providers = ["slow"]
+models.fast = { slow = "gpt-4o-mini" }
+"#;
+
+struct Served {
+    child: Child,
+    url: String,
+    /// Kept open: the binary prints more after its URL, and a closed pipe would fail it.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `switchboard serve` on CONFIG and reads its URL from the first line it prints.
+fn serve(name: &str) -> Served {
+    let dir = std::env::temp_dir().join(format!("switchboard-binary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(&config, CONFIG).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in the first line: {first:?}"))
+        .to_owned();
+    Served {
+        child,
+        url,
+        _stdout: stdout,
+    }
+}
+
+fn body(stream: bool) -> serde_json::Value {
+    json!({"model": "fast", "stream": stream, "messages": [{"role": "user", "content": "count"}]})
+}
+
+#[tokio::test]
+async fn serves_many_connections_at_once_on_its_workers() {
+    let served = serve("many");
+    // No pooling: every request opens its own connection, so the workers' shared listener
+    // hands out several at once.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let url = format!("{}/v1/chat/completions", served.url);
+    let calls = (0..8).map(|_| client.post(&url).json(&body(false)).send());
+    for response in futures_util::future::join_all(calls).await {
+        let response = response.expect("the gateway answers");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-switchboard-status"], "ok");
+        assert_eq!(response.headers()["x-switchboard-provider"], "slow");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            answer["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .ends_with("twenty"),
+            "{answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_stream_finish_then_exits_cleanly() {
+    let mut served = serve("sigterm");
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", served.url))
+        .json(&body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let first = stream.next().await.expect("a first chunk").unwrap();
+    assert!(first.starts_with(b"data: "), "{first:?}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let mut rest = Vec::from(&first[..]);
+    while let Some(chunk) = stream.next().await {
+        rest.extend_from_slice(&chunk.expect("the stream is not cut by the shutdown"));
+    }
+    let text = String::from_utf8(rest).unwrap();
+    assert!(
+        text.trim_end().ends_with("data: [DONE]"),
+        "the stream ran to its end during the drain: {text}"
+    );
+    assert!(text.contains("twenty"), "{text}");
+    let exit = tokio::task::spawn_blocking(move || served.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "a drained shutdown exits 0: {exit:?}");
+}
