@@ -12,11 +12,13 @@ start_upstream() {
 }
 
 # write_config DIR LISTEN_PORT UPSTREAM_PORT: DIR/switchboard.toml, the full standard stack
-# with one OpenAI provider (the upstream) and a budget too large to refuse anything.
+# with one OpenAI provider (the upstream) and a budget too large to refuse anything; the
+# server runtime is $RUNTIME when set (thread_per_core, the default, or work_stealing).
 write_config() {
   cat > "$1/switchboard.toml" <<TOML
 [server]
 listen = "127.0.0.1:$2"
+runtime = "${RUNTIME:-thread_per_core}"
 [providers.openai]
 kind = "openai"
 base_url = "http://127.0.0.1:$3/v1"

@@ -5,6 +5,7 @@
 # this machine), over loopback, with wrk.
 #
 #   bash scripts/load-run.sh [duration_seconds]      (needs `wrk`: apt-get install wrk)
+#   RUNTIME=work_stealing bash scripts/load-run.sh    (the gateway on tokio's multi-thread runtime)
 #
 # Prints wrk's summaries (c=1 and c=64: direct, bare proxy, gateway) and the gateway's resident
 # memory idle and after the runs. The figures go into docs/benchmarks.md. The gateway runs

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use switchboard::{Config, Switchboard};
+use switchboard::{Config, ServerRuntime, Switchboard};
 use switchboard_core::TenantId;
 use switchboard_gateway::{Gateway, GatewayKeys};
 
@@ -240,17 +240,23 @@ async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result
     println!(
         "try:\n  curl -s {url}/v1/chat/completions -H 'content-type: application/json'{auth} \\\n    -d '{{\"model\": \"gpt-4o-mini\", \"messages\": [{{\"role\": \"user\", \"content\": \"Say this is a test\"}}]}}'"
     );
-    tracing::info!(workers, "serving");
+    let runtime = config.server.runtime;
+    tracing::info!(workers, ?runtime, "serving");
 
     // Thread per core: every worker accepts from the one listener (a clone of its socket)
     // and serves each connection it accepted on its own single-threaded runtime, so a
     // request, its upstream connection (the HTTP client pools per thread) and its timers
-    // never wake another thread. This thread keeps the control tasks: signals, the job
-    // worker, breaker probes, Redis connections.
+    // never wake another thread. Work stealing: one multi-thread runtime serves the
+    // listener. Either way this thread keeps the control tasks: signals, the job worker,
+    // breaker probes, Redis connections.
     let drain = Duration::from_millis(config.server.drain_ms);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
-    for index in 0..workers {
+    let servers = match runtime {
+        ServerRuntime::ThreadPerCore => workers,
+        ServerRuntime::WorkStealing => 1,
+    };
+    for index in 0..servers {
         let listener = listener
             .try_clone()
             .map_err(|e| format!("cannot share the listener with worker {index}: {e}"))?;
@@ -260,7 +266,21 @@ async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result
         std::thread::Builder::new()
             .name(format!("switchboard-worker-{index}"))
             .spawn(move || {
-                let _ = done.send(run_worker(listener, app, stop, drain));
+                let built = match runtime {
+                    ServerRuntime::ThreadPerCore => tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build(),
+                    ServerRuntime::WorkStealing => tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(workers)
+                        .thread_name("switchboard-worker")
+                        .enable_all()
+                        .build(),
+                };
+                let result = match built {
+                    Ok(runtime) => run_server(&runtime, listener, app, stop, drain),
+                    Err(e) => Err(format!("cannot start a worker runtime: {e}")),
+                };
+                let _ = done.send(result);
             })
             .map_err(|e| format!("cannot start worker {index}: {e}"))?;
     }
@@ -289,18 +309,15 @@ async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result
     failure.map_or(Ok(()), Err)
 }
 
-/// One worker: a single-threaded runtime serving the connections it accepts until `stop`,
-/// then letting in-flight requests finish for at most `drain`.
-fn run_worker(
+/// Serves the connections accepted from `listener` on `runtime` until `stop`, then lets
+/// in-flight requests finish for at most `drain`.
+fn run_server(
+    runtime: &tokio::runtime::Runtime,
     listener: std::net::TcpListener,
     app: axum::Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
     drain: Duration,
 ) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a worker runtime: {e}"))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| format!("cannot listen in a worker: {e}"))?;

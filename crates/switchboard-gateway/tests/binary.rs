@@ -14,6 +14,7 @@ const CONFIG: &str = r#"
 listen = "127.0.0.1:0"
 workers = 2
 drain_ms = 30000
+runtime = "RUNTIME"
 
 [providers.slow]
 kind = "sim"
@@ -39,12 +40,13 @@ impl Drop for Served {
     }
 }
 
-/// Starts `switchboard serve` on CONFIG and reads its URL from the first line it prints.
-fn serve(name: &str) -> Served {
+/// Starts `switchboard serve` on CONFIG with `runtime` (`server.runtime`) and reads its URL
+/// from the first line it prints.
+fn serve(name: &str, runtime: &str) -> Served {
     let dir = std::env::temp_dir().join(format!("switchboard-binary-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join(format!("{name}.toml"));
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, CONFIG.replace("RUNTIME", runtime)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["serve", "--config"])
         .arg(&config)
@@ -73,7 +75,15 @@ fn body(stream: bool) -> serde_json::Value {
 
 #[tokio::test]
 async fn serves_many_connections_at_once_on_its_workers() {
-    let served = serve("many");
+    many_connections_at_once(serve("many", "thread_per_core")).await;
+}
+
+#[tokio::test]
+async fn serves_many_connections_at_once_on_a_work_stealing_runtime() {
+    many_connections_at_once(serve("many-ws", "work_stealing")).await;
+}
+
+async fn many_connections_at_once(served: Served) {
     // No pooling: every request opens its own connection, so the workers' shared listener
     // hands out several at once.
     let client = reqwest::Client::builder()
@@ -100,7 +110,15 @@ async fn serves_many_connections_at_once_on_its_workers() {
 
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_stream_finish_then_exits_cleanly() {
-    let mut served = serve("sigterm");
+    drains_on_sigterm(serve("sigterm", "thread_per_core")).await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_a_work_stealing_runtime_too() {
+    drains_on_sigterm(serve("sigterm-ws", "work_stealing")).await;
+}
+
+async fn drains_on_sigterm(mut served: Served) {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", served.url))
         .json(&body(true))

@@ -71,10 +71,10 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// How long in-flight requests may finish after a shutdown signal, in ms. Default 30 s.
     pub drain_ms: u64,
-    /// Worker threads, each a single-threaded runtime accepting from the one listener and
-    /// serving its connections start to end (thread per core: no task or wake-up crosses
-    /// threads on the request path). Default 0: one per available core.
+    /// Worker threads. Default 0: one per available core.
     pub workers: usize,
+    /// How the workers share the work. Default [`ServerRuntime::ThreadPerCore`].
+    pub runtime: ServerRuntime,
     /// Gateway keys and their tenants. Empty: no key needed (local use only).
     pub keys: BTreeMap<String, KeyConfig>,
 }
@@ -86,9 +86,27 @@ impl Default for ServerConfig {
             body_limit_bytes: 4 * 1024 * 1024,
             drain_ms: 30_000,
             workers: 0,
+            runtime: ServerRuntime::ThreadPerCore,
             keys: BTreeMap::new(),
         }
     }
+}
+
+/// How the gateway's worker threads share the work (`server.runtime`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerRuntime {
+    /// Each worker is a single-threaded runtime that accepts from the one listener and
+    /// serves its connections start to end: no task or wake-up crosses threads on the
+    /// request path (the fastest for typical requests). A request that holds its worker's
+    /// CPU for long (tokenizing a prompt of several MB for the cost estimate: ~25 ms per
+    /// MB) delays the other connections of that worker meanwhile.
+    #[default]
+    ThreadPerCore,
+    /// One tokio multi-thread runtime with `workers` threads: idle workers steal tasks from
+    /// busy ones, so a long request never holds up another connection, at the price of
+    /// cross-thread wake-ups on every request.
+    WorkStealing,
 }
 
 /// One gateway key.

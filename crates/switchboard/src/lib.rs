@@ -31,7 +31,7 @@ pub mod simulate;
 pub use build::Switchboard;
 pub use config::{
     AdmissionConfig, BudgetConfig, Config, ConfigError, DegradeConfig, KeyConfig, OnBlock,
-    ProviderConfig, RolloutSection, ServerConfig, ThresholdsConfig,
+    ProviderConfig, RolloutSection, ServerConfig, ServerRuntime, ThresholdsConfig,
 };
 
 pub use switchboard_breaker as breaker;

@@ -58,6 +58,35 @@ fn unknown_keys_are_errors_with_their_line() {
 }
 
 #[test]
+fn an_unknown_server_runtime_names_the_choices() {
+    let e = error(&format!("[server]\nruntime = \"green_threads\"\n{MINIMAL}"));
+    assert!(e.problem.contains("green_threads"), "{e}");
+    assert!(
+        e.problem.contains("thread_per_core") && e.problem.contains("work_stealing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_server_runs_thread_per_core_on_every_core_by_default() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(
+        config.server.runtime,
+        switchboard::ServerRuntime::ThreadPerCore
+    );
+    assert_eq!(config.server.workers, 0, "0 = one per available core");
+    let config = Config::from_toml(&format!(
+        "[server]\nruntime = \"work_stealing\"\nworkers = 3\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.server.runtime,
+        switchboard::ServerRuntime::WorkStealing
+    );
+    assert_eq!(config.server.workers, 3);
+}
+
+#[test]
 fn routing_to_an_unconfigured_provider_names_the_key_and_the_choices() {
     let e = error(&MINIMAL.replace("providers = [\"a\"]", "providers = [\"a\", \"b\"]"));
     assert_eq!(e.key, "routing.providers[1]");
