@@ -266,21 +266,12 @@ async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result
         std::thread::Builder::new()
             .name(format!("switchboard-worker-{index}"))
             .spawn(move || {
-                let built = match runtime {
-                    ServerRuntime::ThreadPerCore => tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build(),
-                    ServerRuntime::WorkStealing => tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(workers)
-                        .thread_name("switchboard-worker")
-                        .enable_all()
-                        .build(),
-                };
-                let result = match built {
-                    Ok(runtime) => run_server(&runtime, listener, app, stop, drain),
-                    Err(e) => Err(format!("cannot start a worker runtime: {e}")),
-                };
-                let _ = done.send(result);
+                // A worker that panics reports it, so the gateway stops instead of serving on
+                // with one worker fewer.
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve_on_worker(runtime, workers, listener, app, stop, drain)
+                }));
+                let _ = done.send(served.unwrap_or_else(|_| Err("a worker panicked".to_owned())));
             })
             .map_err(|e| format!("cannot start worker {index}: {e}"))?;
     }
@@ -307,6 +298,29 @@ async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result
         }
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// One worker thread: builds its runtime (`runtime` decides which) and serves on it.
+fn serve_on_worker(
+    runtime: ServerRuntime,
+    workers: usize,
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    stop: tokio::sync::watch::Receiver<bool>,
+    drain: Duration,
+) -> Result<(), String> {
+    let built = match runtime {
+        ServerRuntime::ThreadPerCore => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        ServerRuntime::WorkStealing => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("switchboard-worker")
+            .enable_all()
+            .build(),
+    };
+    let runtime = built.map_err(|e| format!("cannot start a worker runtime: {e}"))?;
+    run_server(&runtime, listener, app, stop, drain)
 }
 
 /// Serves the connections accepted from `listener` on `runtime` until `stop`, then lets
