@@ -1,7 +1,7 @@
 //! Runs one row of the `stack` bench in a loop, for profilers:
 //! `valgrind --tool=callgrind target/release/examples/profile_stack 20000 [row]`.
 //!
-//! `row` is a prefix of a bench row's name (`0` the provider alone … `4` the full standard
+//! `row` is a prefix of a bench row's name (`00` the provider alone … `12` the full standard
 //! stack, the default). Subtract two runs with different counts to remove the set-up, or
 //! profile only the measured loop (after 200 warm-up requests):
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*profile_stack::measured*'`.
@@ -14,12 +14,12 @@ use tower::ServiceExt;
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let row = args.next().unwrap_or_else(|| "4".to_owned());
+    let row = args.next().unwrap_or_else(|| "12".to_owned());
     let Some((name, service)) = common::stacks()
         .into_iter()
         .find(|(name, _)| name.starts_with(&row))
     else {
-        eprintln!("no row {row:?}: use 0 to 4 (see benches/common/mod.rs)");
+        eprintln!("no row {row:?}: use 00 to 12 (see benches/common/mod.rs)");
         std::process::exit(2);
     };
     let rt = tokio::runtime::Builder::new_current_thread()
