@@ -275,6 +275,9 @@ async fn serve(config: Config, listen: Option<SocketAddr>, demo: bool) -> Result
             })
             .map_err(|e| format!("cannot start worker {index}: {e}"))?;
     }
+    // The workers hold the socket now: when the last of them stops accepting, it closes,
+    // and a connection attempt during the drain is refused rather than left waiting.
+    drop(listener);
     drop(done_tx);
 
     tokio::select! {

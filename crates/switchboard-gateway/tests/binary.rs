@@ -7,8 +7,9 @@ use std::process::{Child, Command, Stdio};
 use futures_util::StreamExt;
 use serde_json::json;
 
-/// A simulated provider that streams slowly enough (20 tokens/s, ~40 tokens) for a
-/// shutdown signal to arrive mid-stream.
+/// Simulated providers that stream slowly enough for a shutdown signal to arrive
+/// mid-stream: `slow` (model `fast`) at 20 tokens/s, `slower` (model `slowest`) at 10, over
+/// the same answer of ~40 tokens.
 const CONFIG: &str = r#"
 [server]
 listen = "127.0.0.1:0"
@@ -21,9 +22,15 @@ kind = "sim"
 tokens_per_second = 20
 answer = { kind = "fixed", text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty" }
 
+[providers.slower]
+kind = "sim"
+tokens_per_second = 10
+answer = { kind = "fixed", text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty" }
+
 [routing]
-providers = ["slow"]
+providers = ["slow", "slower"]
 models.fast = { slow = "gpt-4o-mini" }
+models.slowest = { slower = "gpt-4o" }
 "#;
 
 struct Served {
@@ -70,7 +77,48 @@ fn serve(name: &str, runtime: &str) -> Served {
 }
 
 fn body(stream: bool) -> serde_json::Value {
-    json!({"model": "fast", "stream": stream, "messages": [{"role": "user", "content": "count"}]})
+    body_for("fast", stream)
+}
+
+fn body_for(model: &str, stream: bool) -> serde_json::Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "count"}]})
+}
+
+/// Starts a streamed call of `model` and returns its body stream after its first chunk.
+async fn start_stream(
+    served: &Served,
+    model: &str,
+) -> (
+    Vec<u8>,
+    impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + use<>,
+) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", served.url))
+        .json(&body_for(model, true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let first = stream.next().await.expect("a first chunk").unwrap();
+    assert!(first.starts_with(b"data: "), "{first:?}");
+    (first.to_vec(), stream)
+}
+
+/// Reads the rest of a stream and checks it ran to its end.
+async fn finish(
+    mut text: Vec<u8>,
+    mut stream: impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+) {
+    while let Some(chunk) = stream.next().await {
+        text.extend_from_slice(&chunk.expect("the stream is not cut by the shutdown"));
+    }
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.trim_end().ends_with("data: [DONE]"),
+        "the stream ran to its end during the drain: {text}"
+    );
+    assert!(text.contains("twenty"), "{text}");
 }
 
 #[tokio::test]
@@ -119,16 +167,8 @@ async fn sigterm_drains_a_work_stealing_runtime_too() {
 }
 
 async fn drains_on_sigterm(mut served: Served) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", served.url))
-        .json(&body(true))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let mut stream = response.bytes_stream();
-    let first = stream.next().await.expect("a first chunk").unwrap();
-    assert!(first.starts_with(b"data: "), "{first:?}");
+    let (first, stream) = start_stream(&served, "fast").await;
+    let (first_slowest, slowest) = start_stream(&served, "slowest").await;
 
     let status = Command::new("kill")
         .args(["-TERM", &served.child.id().to_string()])
@@ -136,16 +176,18 @@ async fn drains_on_sigterm(mut served: Served) {
         .unwrap();
     assert!(status.success());
 
-    let mut rest = Vec::from(&first[..]);
-    while let Some(chunk) = stream.next().await {
-        rest.extend_from_slice(&chunk.expect("the stream is not cut by the shutdown"));
-    }
-    let text = String::from_utf8(rest).unwrap();
-    assert!(
-        text.trim_end().ends_with("data: [DONE]"),
-        "the stream ran to its end during the drain: {text}"
+    finish(first, Box::pin(stream)).await;
+    // The slowest stream still runs (twice as long), so the process is still draining: a
+    // new connection is refused, not queued behind the drain.
+    let addr = served.url.trim_start_matches("http://").to_owned();
+    let refused = tokio::net::TcpStream::connect(&addr).await;
+    assert_eq!(
+        refused.map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "the listener closes at the signal"
     );
-    assert!(text.contains("twenty"), "{text}");
+    finish(first_slowest, Box::pin(slowest)).await;
+
     let exit = tokio::task::spawn_blocking(move || served.child.wait())
         .await
         .unwrap()
