@@ -76,10 +76,6 @@ fn serve(name: &str, runtime: &str) -> Served {
     }
 }
 
-fn body(stream: bool) -> serde_json::Value {
-    body_for("fast", stream)
-}
-
 fn body_for(model: &str, stream: bool) -> serde_json::Value {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "count"}]})
 }
@@ -139,7 +135,7 @@ async fn many_connections_at_once(served: Served) {
         .build()
         .unwrap();
     let url = format!("{}/v1/chat/completions", served.url);
-    let calls = (0..8).map(|_| client.post(&url).json(&body(false)).send());
+    let calls = (0..8).map(|_| client.post(&url).json(&body_for("fast", false)).send());
     for response in futures_util::future::join_all(calls).await {
         let response = response.expect("the gateway answers");
         assert_eq!(response.status(), 200);

@@ -78,7 +78,7 @@ impl AnthropicConfig {
 
 /// The Anthropic Messages adapter: a provider `Service` that always streams, lifts system
 /// messages into `system`, supplies `max_tokens` when absent, and resolves at the first
-/// content delta. Clones share the configuration and the connection pool.
+/// content delta. Clones share the configuration and the client's connection pools.
 ///
 /// ```no_run
 /// use switchboard_core::{ChatBody, ChatRequest, Message, ProviderId};

@@ -72,8 +72,8 @@ mod millis {
     }
 }
 
-type Inner = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 type Connector = HttpsConnector<HttpConnector>;
+type Inner = Client<Connector, Full<Bytes>>;
 
 /// A pooled HTTP/1.1 + HTTP/2 (negotiated by ALPN) client over rustls, with a connect
 /// timeout. Cheap to clone; share one between providers so they share the pool (or, with

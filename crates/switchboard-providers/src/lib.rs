@@ -16,7 +16,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = HttpClient::new()?; // one pool for both
+//! let client = HttpClient::new()?; // shared by all three: one connection pool per thread
 //! let mut openai = OpenAi::new(ProviderId::OPENAI, OpenAiConfig::default(), client.clone())?;
 //! let mut vllm = OpenAi::new(
 //!     ProviderId::new("vllm_local")?,

@@ -91,7 +91,7 @@ impl OpenAiConfig {
 
 /// The OpenAI Chat Completions adapter: a provider `Service` that always asks for a
 /// stream with usage (`stream: true`, `stream_options.include_usage: true`) and resolves at
-/// the first content chunk. Clones share the configuration and the connection pool.
+/// the first content chunk. Clones share the configuration and the client's connection pools.
 ///
 /// ```no_run
 /// use switchboard_core::{ChatBody, ChatRequest, Message, ProviderId};
