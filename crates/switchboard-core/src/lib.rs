@@ -62,6 +62,7 @@ mod decision;
 mod disposition;
 mod error;
 mod estimate;
+mod extensions;
 mod head;
 mod health;
 mod job;
@@ -82,6 +83,7 @@ pub use decision::{RolloutArm, RouteDecision, RouteReason, SkippedProvider};
 pub use disposition::{Degradation, Degraded, Disposition, Status};
 pub use error::{Error, TimeoutPhase};
 pub use estimate::CostEstimate;
+pub use extensions::Extensions;
 pub use head::RequestHead;
 pub use health::{
     BreakerState, Forced, HealthBoard, HealthSnapshot, InFlight, LatencySummary, ProviderHealth,

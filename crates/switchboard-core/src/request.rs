@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use http::Extensions;
 use serde::{Deserialize, Serialize};
+
+use crate::Extensions;
 use serde_json::{Map, Value};
 
 /// A provider-neutral chat request: a [`ChatBody`] shared behind an `Arc` plus the

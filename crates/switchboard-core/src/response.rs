@@ -5,10 +5,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use http::Extensions;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, ProviderId, ToolCall, Usage};
+use crate::{Error, Extensions, ProviderId, ToolCall, Usage};
 
 /// One event of an answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -36,12 +36,18 @@ impl<S> Classify<S> {
     }
 }
 
-fn admit(extensions: &mut http::Extensions, admission: Admission) {
-    extensions.insert(admission.tier);
-    extensions.insert(admission.scene);
-    if let Some(tenant) = admission.tenant {
-        extensions.insert(tenant);
-    }
+/// Inserts an admission's tier, scene and tenant into a request's extensions (a
+/// `ChatRequest`'s or an `http::Request`'s: the two maps share the API, not a type).
+macro_rules! admit {
+    ($extensions:expr, $admission:expr) => {{
+        let extensions = $extensions;
+        let admission: Admission = $admission;
+        extensions.insert(admission.tier);
+        extensions.insert(admission.scene);
+        if let Some(tenant) = admission.tenant {
+            extensions.insert(tenant);
+        }
+    }};
 }
 
 impl<S> Service<ChatRequest> for Classify<S>
@@ -71,7 +77,7 @@ where
                 },
             };
             let admission = self.classifier.classify(&facts);
-            admit(request.extensions_mut(), admission);
+            admit!(request.extensions_mut(), admission);
         }
         self.inner.call(request)
     }
@@ -97,7 +103,7 @@ where
             metadata: None,
         };
         let admission = self.classifier.classify(&facts);
-        admit(request.extensions_mut(), admission);
+        admit!(request.extensions_mut(), admission);
         self.inner.call(request)
     }
 }
