@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ProviderId;
+use crate::{ModelName, ProviderId};
 
 /// Why an attempt was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ pub struct Attempt {
     /// The provider it went (or would have gone) to.
     pub provider: ProviderId,
     /// The concrete model asked for.
-    pub model: String,
+    pub model: ModelName,
     /// Why it was started.
     pub kind: AttemptKind,
     /// When it started, measured from the start of the call.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Cost, ProviderId, Tier};
+use crate::{Cost, ModelName, ProviderId, Tier};
 
 /// The rule that ordered a route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,7 +15,7 @@ pub enum RouteReason {
     /// reordered by cost or latency.
     Pinned {
         /// The logical model of the pool.
-        pool: String,
+        pool: ModelName,
     },
     /// The request's expected cost was over the tier's per-request cap: cheapest first.
     OverCostCap {
@@ -107,9 +107,9 @@ pub struct RouteDecision {
     /// The tier the policy was chosen for.
     pub tier: Tier,
     /// The model the caller asked for (logical or concrete).
-    pub requested: String,
+    pub requested: ModelName,
     /// The pool it resolved to: a logical model, or the concrete name asked for.
-    pub pool: String,
+    pub pool: ModelName,
     /// The rule that ordered the route.
     pub reason: RouteReason,
     /// Providers of the pool left off the route.
@@ -125,8 +125,8 @@ impl RouteDecision {
     /// A baseline decision with nothing skipped.
     pub fn new(
         tier: Tier,
-        requested: impl Into<String>,
-        pool: impl Into<String>,
+        requested: impl Into<ModelName>,
+        pool: impl Into<ModelName>,
         reason: RouteReason,
     ) -> Self {
         Self {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Cost, Price, Usage};
+use crate::{Cost, ModelName, Price, Usage};
 
 /// Extension: what a request is expected to cost, and the most it can cost, before it is
 /// sent. Set by the estimate layer; read by budget (which reserves `upper_bound` and judges
@@ -24,7 +24,7 @@ use crate::{Cost, Price, Usage};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostEstimate {
     /// The concrete model the estimate priced.
-    pub model: String,
+    pub model: ModelName,
     /// The model's price, so a settlement can price the real usage with the same rates.
     pub price: Price,
     /// Best estimate of the input tokens (exact for models with a public tokenizer).
@@ -45,7 +45,7 @@ impl CostEstimate {
     /// An estimate from token counts and a price; costs saturate at [`Cost::MAX`] rather
     /// than wrap.
     pub fn new(
-        model: impl Into<String>,
+        model: impl Into<ModelName>,
         price: Price,
         input_tokens: u64,
         input_tokens_bound: u64,

@@ -257,9 +257,9 @@ mod tests {
         ext.get_or_insert_default::<Custom>().0 += 3;
         ext.get_mut::<Custom>().unwrap().0 += 1;
         assert_eq!(ext.get::<Custom>(), Some(&Custom(4)));
-        assert_eq!(ext.get::<Degraded>().map(Degraded::len), Some(1));
+        assert_eq!(ext.get::<Degraded>().map(|d| d.iter().count()), Some(1));
         ext.get_mut::<Degraded>().unwrap().push("budget", "cap");
-        assert_eq!(ext.remove::<Degraded>().map(|d| d.len()), Some(2));
+        assert_eq!(ext.remove::<Degraded>().map(|d| d.iter().count()), Some(2));
         assert_eq!(ext.remove::<Degraded>(), None);
         assert_eq!(ext.remove::<Custom>(), Some(Custom(4)));
         assert!(ext.is_empty());

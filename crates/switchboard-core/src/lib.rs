@@ -66,6 +66,7 @@ mod extensions;
 mod head;
 mod health;
 mod job;
+mod model;
 mod money;
 mod name;
 mod provider;
@@ -89,6 +90,7 @@ pub use health::{
     BreakerState, Forced, HealthBoard, HealthSnapshot, InFlight, LatencySummary, ProviderHealth,
 };
 pub use job::JobTicket;
+pub use model::ModelName;
 pub use money::{Cost, InvalidCost, Price, PriceTable};
 pub use name::{InvalidName, ProviderId, Scene, TenantId};
 pub use provider::{BoxProvider, Provider, boxed};

@@ -10,13 +10,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A `&'static str` or a shared `Arc<str>`: clones never allocate.
 #[derive(Clone)]
-enum Repr {
+pub(crate) enum Repr {
     Static(&'static str),
     Shared(Arc<str>),
 }
 
 impl Repr {
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Repr::Static(s) => s,
             Repr::Shared(s) => s,

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Extensions, ProviderId, ToolCall, Usage};
+use crate::{Error, Extensions, ModelName, ProviderId, ToolCall, Usage};
 
 /// One event of an answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,7 +105,7 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<ChatEvent, Error>> + Sen
 /// call.
 pub struct ChatResponse {
     provider: ProviderId,
-    model: String,
+    model: ModelName,
     events: EventStream,
     extensions: Extensions,
 }
@@ -114,7 +114,7 @@ impl ChatResponse {
     /// A response from a provider, the concrete model that answered, and its events.
     pub fn new(
         provider: ProviderId,
-        model: impl Into<String>,
+        model: impl Into<ModelName>,
         events: impl Stream<Item = Result<ChatEvent, Error>> + Send + 'static,
     ) -> Self {
         Self {
@@ -132,6 +132,11 @@ impl ChatResponse {
 
     /// The concrete model that answered.
     pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The concrete model that answered, as a shared name.
+    pub fn model_name(&self) -> &ModelName {
         &self.model
     }
 
@@ -161,7 +166,7 @@ impl ChatResponse {
     pub async fn collect(mut self) -> Result<Completion, Error> {
         let mut completion = Completion {
             provider: self.provider.clone(),
-            model: std::mem::take(&mut self.model),
+            model: self.model.clone(),
             text: String::new(),
             tool_calls: Vec::new(),
             usage: None,
@@ -210,7 +215,7 @@ pub struct Completion {
     /// The provider that answered.
     pub provider: ProviderId,
     /// The concrete model that answered.
-    pub model: String,
+    pub model: ModelName,
     /// The text.
     pub text: String,
     /// Complete tool calls, in index order.

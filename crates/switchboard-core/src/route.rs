@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ProviderId;
+use crate::{ModelName, ProviderId};
 
 /// One provider and the concrete model to ask it for.
 ///
@@ -15,12 +15,12 @@ pub struct Target {
     /// The provider.
     pub provider: ProviderId,
     /// The concrete model name at that provider.
-    pub model: String,
+    pub model: ModelName,
 }
 
 impl Target {
     /// A target.
-    pub fn new(provider: ProviderId, model: impl Into<String>) -> Self {
+    pub fn new(provider: ProviderId, model: impl Into<ModelName>) -> Self {
         Self {
             provider,
             model: model.into(),

@@ -348,7 +348,7 @@ where
                         continue;
                     };
                     if request.body().model != target.model {
-                        request.body_mut().model = target.model.clone();
+                        request.body_mut().model = target.model.to_string();
                     }
                     let index = this.attempts.push(Attempt {
                         provider: target.provider.clone(),

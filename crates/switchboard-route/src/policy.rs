@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use switchboard_core::{Cost, ProviderId, Target, Tier};
+use switchboard_core::{Cost, ModelName, ProviderId, Target, Tier};
 
 /// How a tier's requests are routed.
 ///
@@ -23,7 +23,7 @@ pub struct TierPolicy {
     /// A logical model every request of the tier is served from (except requests naming
     /// a concrete model), in configured order.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pin: Option<String>,
+    pub pin: Option<ModelName>,
     /// The most one request may be expected to cost before it is routed cheapest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_cap: Option<Cost>,
@@ -51,7 +51,7 @@ impl TierPolicy {
 
     /// Pinned to `pool` (a logical model), in the order of `providers`.
     pub fn pinned(
-        pool: impl Into<String>,
+        pool: impl Into<ModelName>,
         providers: impl IntoIterator<Item = ProviderId>,
     ) -> Self {
         Self::new().providers(providers).pin(pool)
@@ -64,7 +64,7 @@ impl TierPolicy {
     }
 
     /// Pins the tier to a logical model.
-    pub fn pin(mut self, pool: impl Into<String>) -> Self {
+    pub fn pin(mut self, pool: impl Into<ModelName>) -> Self {
         self.pin = Some(pool.into());
         self
     }
@@ -155,7 +155,7 @@ pub struct RoutePolicy {
     /// Logical model → provider → concrete model. Every concrete model named here may
     /// also be asked for directly; it maps to the provider(s) serving it.
     #[serde(default)]
-    pub models: BTreeMap<String, BTreeMap<ProviderId, String>>,
+    pub models: BTreeMap<ModelName, BTreeMap<ProviderId, ModelName>>,
     /// Per-tier rules; a tier not listed gets [`TierPolicy::new`].
     #[serde(default)]
     pub tiers: BTreeMap<Tier, TierPolicy>,
@@ -190,9 +190,9 @@ impl RoutePolicy {
     }
 
     /// Adds (or replaces) a logical model: the concrete model each provider serves for it.
-    pub fn model<M: Into<String>>(
+    pub fn model<M: Into<ModelName>>(
         mut self,
-        logical: impl Into<String>,
+        logical: impl Into<ModelName>,
         per_provider: impl IntoIterator<Item = (ProviderId, M)>,
     ) -> Self {
         self.models.insert(

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use switchboard_core::{
-    Cost, CostEstimate, Error, HealthBoard, PriceTable, ProviderId, Route, RouteDecision,
+    Cost, CostEstimate, Error, HealthBoard, ModelName, PriceTable, ProviderId, Route, RouteDecision,
     RouteReason, SkippedProvider, Target, Tier, Usage,
 };
 
@@ -17,7 +17,7 @@ pub(crate) struct Selector {
     policy: RoutePolicy,
     tiers: [TierPolicy; 3],
     /// Concrete model → the providers serving it, in name order.
-    concrete: HashMap<String, Vec<ProviderId>>,
+    concrete: HashMap<ModelName, Vec<ProviderId>>,
 }
 
 /// What the selector reads besides the policy.
@@ -32,7 +32,7 @@ pub(crate) struct Inputs<'a> {
 impl Selector {
     pub(crate) fn new(policy: RoutePolicy) -> Self {
         let tiers = Tier::ALL.map(|t| policy.tier_policy(t));
-        let mut concrete: HashMap<String, Vec<ProviderId>> = HashMap::new();
+        let mut concrete: HashMap<ModelName, Vec<ProviderId>> = HashMap::new();
         for per_provider in policy.models.values() {
             for (provider, model) in per_provider {
                 let serving = concrete.entry(model.clone()).or_default();
@@ -67,8 +67,11 @@ impl Selector {
         let order: &[ProviderId] = rules.providers.as_deref().unwrap_or(&self.policy.providers);
 
         // 1. The pool: a logical model (or the tier's pin), else a concrete model.
-        let (pool, mut candidates, pinned) = if self.policy.models.contains_key(input.model) {
-            let pool = rules.pin.as_deref().unwrap_or(input.model);
+        // The names come from the policy's maps: the decision and targets share them.
+        let (requested, pool, mut candidates, pinned) = if let Some((requested, _)) =
+            self.policy.models.get_key_value(input.model)
+        {
+            let pool = rules.pin.as_ref().unwrap_or(requested);
             let Some(per_provider) = self.policy.models.get(pool) else {
                 return Err(Error::NoProvider {
                     message: format!("tier {tier} is pinned to {pool:?}, which no provider serves"),
@@ -81,13 +84,13 @@ impl Selector {
                         .map(|m| Target::new(p.clone(), m.clone()))
                 })
                 .collect::<Vec<_>>();
-            (pool, candidates, rules.pin.is_some())
-        } else if let Some(serving) = self.concrete.get(input.model) {
+            (requested, pool, candidates, rules.pin.is_some())
+        } else if let Some((model, serving)) = self.concrete.get_key_value(input.model) {
             let candidates = in_order(order, serving.iter())
                 .filter(|p| serving.contains(p))
-                .map(|p| Target::new(p.clone(), input.model))
+                .map(|p| Target::new(p.clone(), model.clone()))
                 .collect::<Vec<_>>();
-            (input.model, candidates, false)
+            (model, model, candidates, false)
         } else {
             return Err(Error::ModelNotFound {
                 model: input.model.to_owned(),
@@ -109,7 +112,7 @@ impl Selector {
             });
         }
         let decision = |reason| {
-            let mut d = RouteDecision::new(tier, input.model, pool, reason);
+            let mut d = RouteDecision::new(tier, requested.clone(), pool.clone(), reason);
             d.skipped = skipped.clone();
             d
         };
@@ -136,9 +139,7 @@ impl Selector {
             .zip(input.estimate)
             .filter(|(cap, estimate)| estimate.expected > *cap);
         let reason = if pinned {
-            RouteReason::Pinned {
-                pool: pool.to_owned(),
-            }
+            RouteReason::Pinned { pool: pool.clone() }
         } else if let Some((cap, estimate)) = over_cap {
             let chosen = cheapest_first(&mut candidates, estimate, input.prices);
             RouteReason::OverCostCap {

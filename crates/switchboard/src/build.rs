@@ -14,7 +14,7 @@ use switchboard_budget::{
     JobWorker, MemoryJobQueue, MemoryLedger, RequestCap, Thresholds,
 };
 use switchboard_core::{
-    BoxProvider, ChatRequest, ChatResponse, Error, HealthBoard, PriceTable, ProviderId, Tier, boxed,
+    BoxProvider, ChatRequest, ChatResponse, Error, HealthBoard, ModelName, PriceTable, ProviderId, Tier, boxed,
 };
 use switchboard_hedge::HedgeLayer;
 use switchboard_providers::{Anthropic, HttpClient, OpenAi};
@@ -57,7 +57,7 @@ pub struct Switchboard {
     telemetry: Telemetry,
     jobs: Option<Arc<dyn JobQueue>>,
     rollout: Option<RolloutHandle>,
-    models: Vec<String>,
+    models: Vec<ModelName>,
     providers: Vec<ProviderId>,
 }
 
@@ -141,7 +141,7 @@ impl Switchboard {
             .layer(HedgeLayer::new(config.hedge.clone()).board(board.clone()))
             .service(dispatch);
 
-        let mut models: Vec<String> = config.routing.models.keys().cloned().collect();
+        let mut models: Vec<ModelName> = config.routing.models.keys().cloned().collect();
         for per_provider in config.routing.models.values() {
             models.extend(per_provider.values().cloned());
         }
@@ -153,7 +153,7 @@ impl Switchboard {
         }
         models.sort();
         models.dedup();
-        let known: Arc<HashSet<String>> = Arc::new(models.iter().cloned().collect());
+        let known: Arc<HashSet<String>> = Arc::new(models.iter().map(ToString::to_string).collect());
         let admission = tier_layer(config);
         let (service, ledger, jobs) = match &config.budget {
             Some(budget) => {
@@ -236,7 +236,7 @@ impl Switchboard {
     }
 
     /// Every model name a request may use: logical and concrete.
-    pub fn models(&self) -> &[String] {
+    pub fn models(&self) -> &[ModelName] {
         &self.models
     }
 
@@ -439,7 +439,7 @@ fn prices(config: &Config, estimator: &Estimator) -> PriceTable {
         .models
         .values()
         .flat_map(|m| m.values())
-        .filter_map(|model| estimator.known_price(model).map(|p| (model.clone(), p)))
+        .filter_map(|model| estimator.known_price(model).map(|p| (model.to_string(), p)))
         .collect()
 }
 

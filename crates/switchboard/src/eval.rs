@@ -880,7 +880,7 @@ async fn one(service: BoxProvider, case: &Case, options: &RunOptions) -> CaseRes
     let (provider, served_by, finish, text, error, refusal) = match &answer {
         Ok(c) => (
             Some(c.provider.as_str().to_owned()),
-            Some(c.model.clone()),
+            Some(c.model.to_string()),
             c.finish.as_ref().map(|f| f.as_openai().to_owned()),
             Some(c.text.clone()),
             None,
@@ -1384,7 +1384,7 @@ mod tests {
     fn answer(text: &str, finish: Option<FinishReason>) -> Result<Completion, Error> {
         Ok(Completion {
             provider: ProviderId::from_static("sim"),
-            model: "m".to_owned(),
+            model: "m".into(),
             text: text.to_owned(),
             tool_calls: Vec::new(),
             usage: None,

@@ -115,7 +115,7 @@ impl Seen {
 pub fn providers(route: &Route) -> Vec<(String, String)> {
     route
         .targets()
-        .map(|t| (t.provider.to_string(), t.model.clone()))
+        .map(|t| (t.provider.to_string(), t.model.to_string()))
         .collect()
 }
 

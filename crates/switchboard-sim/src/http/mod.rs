@@ -392,7 +392,7 @@ struct Parsed {
 fn completion(plan: &AnswerPlan, model: &str) -> Completion {
     Completion {
         provider: ProviderId::from_static("sim"),
-        model: model.to_owned(),
+        model: model.into(),
         text: plan.tokens.concat(),
         tool_calls: Vec::new(),
         usage: Some(plan.usage),
