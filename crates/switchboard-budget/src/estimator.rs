@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use switchboard_core::{ChatBody, CostEstimate, Price, PriceTable, Scene};
+use switchboard_core::{ChatBody, CostEstimate, ModelName, Price, PriceTable, Scene};
 
 use crate::prices::{is_snapshot_of, shipped_max_output, shipped_prices};
 use crate::tokenize::{TokenCounting, count_chat};
@@ -30,7 +30,7 @@ pub struct Estimator {
     prices: PriceTable,
     priciest: Price,
     max_output: HashMap<String, u64>,
-    aliases: HashMap<String, String>,
+    aliases: HashMap<String, ModelName>,
     default_max_output: u64,
     default_expected_output: u64,
     percentile: u32,
@@ -43,7 +43,7 @@ pub struct Estimator {
 pub struct EstimatorBuilder {
     prices: PriceTable,
     max_output: HashMap<String, u64>,
-    aliases: HashMap<String, String>,
+    aliases: HashMap<String, ModelName>,
     default_max_output: u64,
     default_expected_output: u64,
     percentile: u32,
@@ -72,7 +72,7 @@ impl Estimator {
 
     /// The concrete model a (possibly logical) model name is priced as.
     pub fn resolve<'a>(&'a self, model: &'a str) -> &'a str {
-        self.aliases.get(model).map_or(model, String::as_str)
+        self.aliases.get(model).map_or(model, ModelName::as_str)
     }
 
     /// The price used for `model`: its own, its base model's for a snapshot, else the
@@ -152,7 +152,11 @@ impl Estimator {
 
     /// The estimate for `body` in `scene`.
     pub fn estimate(&self, body: &ChatBody, scene: Option<&Scene>) -> CostEstimate {
-        let model = self.resolve(&body.model).to_owned();
+        // An alias's concrete name is shared; a concrete name asked for is copied once.
+        let model = match self.aliases.get(&body.model) {
+            Some(concrete) => concrete.clone(),
+            None => ModelName::from(&body.model),
+        };
         let price = self.price_of(&model);
         let (input, input_bound) = self.input_tokens(body);
         let max_output = body
@@ -182,7 +186,7 @@ impl EstimatorBuilder {
     }
 
     /// Prices a logical model name (`fast`, `quality`) as a concrete model.
-    pub fn alias(mut self, logical: impl Into<String>, concrete: impl Into<String>) -> Self {
+    pub fn alias(mut self, logical: impl Into<String>, concrete: impl Into<ModelName>) -> Self {
         self.aliases.insert(logical.into(), concrete.into());
         self
     }

@@ -120,6 +120,11 @@ impl Cost {
         if denominator == 0 {
             return None;
         }
+        // The common case fits 64 bits, and a 64-bit division by a constant is a
+        // multiplication; a 128-bit one is a library call.
+        if let Some(product) = self.0.checked_mul(numerator) {
+            return Some(Cost(product.div_ceil(denominator)));
+        }
         let product = self.0 as u128 * numerator as u128;
         let quotient = product.div_ceil(denominator as u128);
         if quotient > u64::MAX as u128 {
@@ -453,6 +458,14 @@ mod tests {
             let wide = a as u128 + b as u128;
             let sum = Cost::from_nanos(a).checked_add(Cost::from_nanos(b));
             prop_assert_eq!(sum.map(Cost::as_nanos).map(u128::from), (wide <= u64::MAX as u128).then_some(wide));
+        }
+
+        #[test]
+        fn mul_div_ceil_agrees_with_u128(a in any::<u64>(), n in prop_oneof![any::<u64>(), 0u64..1_000_000], d in any::<u64>()) {
+            let wide = (d != 0).then(|| (a as u128 * n as u128).div_ceil(d as u128));
+            let wide = wide.filter(|q| *q <= u64::MAX as u128);
+            let got = Cost::from_nanos(a).mul_div_ceil(n, d).map(|c| u128::from(c.as_nanos()));
+            prop_assert_eq!(got, wide);
         }
 
         #[test]

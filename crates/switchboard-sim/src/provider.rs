@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::stream;
-use switchboard_core::{ChatEvent, ChatRequest, ChatResponse, Error, ProviderId};
+use switchboard_core::{ChatEvent, ChatRequest, ChatResponse, Error, ModelName, ProviderId};
 use tokio::time::Instant;
 use tower::Service;
 
@@ -115,7 +115,7 @@ impl Service<ChatRequest> for SimProvider {
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         let (plan, guard) = self.begin(request.body());
-        let model = request.body().model.clone();
+        let model = ModelName::from(&request.body().model);
         let id = self.inner.id.clone();
         Box::pin(respond(id, model, plan, guard))
     }
@@ -123,7 +123,7 @@ impl Service<ChatRequest> for SimProvider {
 
 async fn respond(
     id: ProviderId,
-    model: String,
+    model: ModelName,
     plan: Plan,
     mut guard: CallGuard,
 ) -> Result<ChatResponse, Error> {
