@@ -24,6 +24,8 @@
 //! commits the *reported* usage at the end of each call, so an estimate error only shifts
 //! when the budget frees up, never what is charged.
 
+use std::sync::OnceLock;
+
 use switchboard_core::{ChatBody, Content, ContentPart, Message, Role};
 
 /// How a model's input tokens are counted.
@@ -43,23 +45,29 @@ pub enum TokenCounting {
 impl TokenCounting {
     /// The right counting for a concrete model name.
     pub fn for_model(model: &str) -> Self {
-        let m = model.to_ascii_lowercase();
-        if m.starts_with("claude") {
+        // Case-insensitive prefixes, without lowercasing a copy of the name.
+        let is = |prefixes: &[&str]| {
+            prefixes.iter().any(|p| {
+                model
+                    .as_bytes()
+                    .get(..p.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
+            })
+        };
+        if is(&["claude"]) {
             TokenCounting::Claude
-        } else if m.starts_with("gpt-4o")
-            || m.starts_with("chatgpt-4o")
-            || m.starts_with("gpt-4.1")
-            || m.starts_with("gpt-4.5")
-            || m.starts_with("gpt-5")
-            || m.starts_with("o1")
-            || m.starts_with("o3")
-            || m.starts_with("o4")
-        {
+        } else if is(&[
+            "gpt-4o",
+            "chatgpt-4o",
+            "gpt-4.1",
+            "gpt-4.5",
+            "gpt-5",
+            "o1",
+            "o3",
+            "o4",
+        ]) {
             TokenCounting::O200k
-        } else if m.starts_with("gpt-4")
-            || m.starts_with("gpt-3.5")
-            || m.starts_with("text-embedding")
-        {
+        } else if is(&["gpt-4", "gpt-3.5", "text-embedding"]) {
             TokenCounting::Cl100k
         } else {
             TokenCounting::Bytes
@@ -158,14 +166,35 @@ pub fn count_chat(counting: TokenCounting, body: &ChatBody) -> (u64, u64) {
     (est, bound)
 }
 
-fn count_message(counting: TokenCounting, message: &Message) -> (u64, u64) {
-    let role = match message.role {
+const COUNTINGS: [TokenCounting; 4] = [
+    TokenCounting::Cl100k,
+    TokenCounting::O200k,
+    TokenCounting::Claude,
+    TokenCounting::Bytes,
+];
+const ROLES: [Role; 4] = [Role::System, Role::User, Role::Assistant, Role::Tool];
+
+fn role_name(role: Role) -> &'static str {
+    match role {
         Role::System => "system",
         Role::User => "user",
         Role::Assistant => "assistant",
         Role::Tool => "tool",
-    };
-    let (mut est, mut bound) = counting.count(role);
+    }
+}
+
+/// The tokens of a role's name, counted once per counting and role (every message has
+/// one; tokenizing it each time was a third of the tokenizer's work on short prompts).
+fn role_tokens(counting: TokenCounting, role: Role) -> (u64, u64) {
+    static TABLE: OnceLock<[[(u64, u64); 4]; 4]> = OnceLock::new();
+    let table = TABLE.get_or_init(|| COUNTINGS.map(|c| ROLES.map(|r| c.count(role_name(r)))));
+    let c = COUNTINGS.iter().position(|&c| c == counting).unwrap_or(3);
+    let r = ROLES.iter().position(|&r| r == role).unwrap_or(0);
+    table[c][r]
+}
+
+fn count_message(counting: TokenCounting, message: &Message) -> (u64, u64) {
+    let (mut est, mut bound) = role_tokens(counting, message.role);
     est += PER_MESSAGE;
     bound += PER_MESSAGE;
     let mut add = |(e, b): (u64, u64)| {
@@ -192,4 +221,37 @@ fn count_message(counting: TokenCounting, message: &Message) -> (u64, u64) {
         add(counting.count(id));
     }
     (est, bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_are_counted_as_the_tokenizer_counts_them() {
+        for counting in COUNTINGS {
+            for role in ROLES {
+                assert_eq!(
+                    role_tokens(counting, role),
+                    counting.count(role_name(role)),
+                    "{counting:?} {role:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn model_prefixes_ignore_case() {
+        assert_eq!(
+            TokenCounting::for_model("GPT-4o-mini"),
+            TokenCounting::O200k
+        );
+        assert_eq!(TokenCounting::for_model("gpt-4"), TokenCounting::Cl100k);
+        assert_eq!(
+            TokenCounting::for_model("Claude-Haiku-4-5"),
+            TokenCounting::Claude
+        );
+        assert_eq!(TokenCounting::for_model("o"), TokenCounting::Bytes);
+        assert_eq!(TokenCounting::for_model("llama-3"), TokenCounting::Bytes);
+    }
 }
