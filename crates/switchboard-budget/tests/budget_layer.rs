@@ -122,7 +122,7 @@ async fn settles_the_real_cost_from_usage_when_the_stream_ends() {
         .cloned()
         .unwrap();
     assert_eq!(
-        (status.level, status.scope.as_str()),
+        (status.level, &*status.scope),
         (SpendLevel::Normal, "global")
     );
     let done = response.collect().await.unwrap();

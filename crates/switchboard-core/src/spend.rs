@@ -1,5 +1,7 @@
 //! Where a request stood against its budgets: [`SpendLevel`] and [`BudgetStatus`].
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::Cost;
@@ -36,8 +38,9 @@ impl SpendLevel {
 pub struct BudgetStatus {
     /// The most severe level over all scopes the request was charged to.
     pub level: SpendLevel,
-    /// The scope that set the level (`global`, `tenant:acme`, `tier:L2`).
-    pub scope: String,
+    /// The scope that set the level (`global`, `tenant:acme`, `tier:L2`): static for
+    /// the global and tier scopes, so the common verdict allocates nothing.
+    pub scope: Cow<'static, str>,
     /// That scope's spend in the current window, this request's expected cost included.
     pub spent: Cost,
     /// That scope's cap for the window.

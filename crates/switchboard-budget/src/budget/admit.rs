@@ -149,7 +149,7 @@ impl Policy {
                 let retry_after: Option<Duration> = Some(hold.resets_in());
                 let scope = status
                     .as_ref()
-                    .map_or_else(String::new, |s| s.scope.clone());
+                    .map_or_else(String::new, |s| s.scope.to_string());
                 ledger.settle(hold, Cost::ZERO);
                 tracing::warn!(%scope, "budget block threshold: request blocked");
                 return self.block(
@@ -297,7 +297,7 @@ fn judge(
                 bp,
                 BudgetStatus {
                     level,
-                    scope: s.scope.to_string(),
+                    scope: s.scope.name(),
                     spent,
                     cap: s.cap,
                     reserved: hold.amount(),

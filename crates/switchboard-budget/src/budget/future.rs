@@ -83,6 +83,21 @@ where
         }
     }
 
+    /// A reservation decided in `call`: the verdict's state, calling `inner` (ready) to
+    /// send.
+    pub(crate) fn admitted(
+        verdict: Verdict<L>,
+        inner: &mut S,
+        ledger: L,
+        policy: Arc<Policy>,
+    ) -> Self {
+        Self {
+            state: State::after(verdict, inner),
+            ledger: Some(ledger),
+            policy: Some(policy),
+        }
+    }
+
     pub(crate) fn done(result: Result<ChatResponse, Error>) -> Self {
         Self {
             state: State::Done {
@@ -90,6 +105,36 @@ where
             },
             ledger: None,
             policy: None,
+        }
+    }
+}
+
+impl<F, R, S, L> State<F, R, S, L>
+where
+    S: Service<ChatRequest, Future = F>,
+    L: Ledger,
+{
+    /// The state a verdict leads to. Sending calls `inner` at once: it was made ready by
+    /// the caller's `poll_ready`, and nothing was awaited since.
+    fn after(verdict: Verdict<L>, inner: &mut S) -> Self {
+        match verdict {
+            Verdict::Send(request, settlement, status, degraded) => State::Calling {
+                call: inner.call(request),
+                settlement: Some(settlement),
+                status,
+                degraded,
+            },
+            Verdict::Answer(result) => State::Done {
+                result: Some(result),
+            },
+            Verdict::Enqueue(submit, model, degraded, error) => State::Enqueuing {
+                submit,
+                blocked: Some((model, degraded, error)),
+            },
+            Verdict::Lookup(lookup, degraded, error) => State::LookingUp {
+                lookup,
+                blocked: Some((degraded, error)),
+            },
         }
     }
 }
@@ -124,36 +169,8 @@ where
                     else {
                         unreachable!("a reserving future has a ledger and a policy");
                     };
-                    match policy.admit(ledger, reserved, request, prepared) {
-                        Verdict::Send(request, settlement, status, degraded) => {
-                            // Calling is synchronous after the reservation: the inner
-                            // service was made ready by the caller's `poll_ready`.
-                            let call = inner.call(request);
-                            this.state.set(State::Calling {
-                                call,
-                                settlement: Some(settlement),
-                                status,
-                                degraded,
-                            });
-                        }
-                        Verdict::Answer(result) => {
-                            this.state.set(State::Done {
-                                result: Some(result),
-                            });
-                        }
-                        Verdict::Enqueue(submit, model, degraded, error) => {
-                            this.state.set(State::Enqueuing {
-                                submit,
-                                blocked: Some((model, degraded, error)),
-                            });
-                        }
-                        Verdict::Lookup(lookup, degraded, error) => {
-                            this.state.set(State::LookingUp {
-                                lookup,
-                                blocked: Some((degraded, error)),
-                            });
-                        }
-                    }
+                    let verdict = policy.admit(ledger, reserved, request, prepared);
+                    this.state.set(State::after(verdict, &mut inner));
                 }
                 StateProj::Calling {
                     call,

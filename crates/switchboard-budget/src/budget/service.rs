@@ -55,25 +55,33 @@ where
     }
 
     fn call(&mut self, mut request: ChatRequest) -> Self::Future {
-        // The reservation may be asynchronous (Redis): take the service that was made
-        // ready and leave a fresh clone, as tower's buffer-free middleware do.
+        let prepared = match self.policy.prepare(&mut request) {
+            Ok(prepared) => prepared,
+            Err(error) => return ResponseFuture::done(Err(error)),
+        };
+        let (account, amount) = (&prepared.account, prepared.estimate.upper_bound);
+        if let Some(reserved) = self.ledger.reserve_now(account, amount) {
+            // Decided at once: call the service our caller made ready.
+            let verdict = self.policy.admit(&self.ledger, reserved, request, prepared);
+            return ResponseFuture::admitted(
+                verdict,
+                &mut self.inner,
+                self.ledger.clone(),
+                self.policy.clone(),
+            );
+        }
+        // The reservation waits (Redis): take the service that was made ready and leave
+        // a fresh clone, as tower's buffer-free middleware do.
+        let reserve = self.ledger.reserve(account, amount);
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        match self.policy.prepare(&mut request) {
-            Ok(prepared) => {
-                let reserve = self
-                    .ledger
-                    .reserve(&prepared.account, prepared.estimate.upper_bound);
-                ResponseFuture::reserving(
-                    reserve,
-                    inner,
-                    request,
-                    prepared,
-                    self.ledger.clone(),
-                    self.policy.clone(),
-                )
-            }
-            Err(error) => ResponseFuture::done(Err(error)),
-        }
+        ResponseFuture::reserving(
+            reserve,
+            inner,
+            request,
+            prepared,
+            self.ledger.clone(),
+            self.policy.clone(),
+        )
     }
 }

@@ -661,6 +661,14 @@ impl<L: Ledger> Ledger for LeasedLedger<L> {
         }
     }
 
+    fn reserve_now(&self, account: &Account, amount: Cost) -> Option<Result<Hold, Refusal>> {
+        // Within the lease it is a local decision; otherwise the remote ledger decides.
+        (amount.as_nanos() <= self.shared.slice)
+            .then(|| self.try_local(account, amount.as_nanos(), Instant::now()))
+            .flatten()
+            .map(Ok)
+    }
+
     fn shrink(&self, hold: &mut Hold, to: Cost) {
         let Some(lease) = hold.lease.clone() else {
             return self.shared.ledger.shrink(hold, to);

@@ -240,6 +240,10 @@ impl Ledger for MemoryLedger {
         std::future::ready(self.try_reserve(account, amount))
     }
 
+    fn reserve_now(&self, account: &Account, amount: Cost) -> Option<Result<Hold, Refusal>> {
+        Some(self.try_reserve(account, amount))
+    }
+
     fn shrink(&self, hold: &mut Hold, to: Cost) {
         let Some(freed) = hold.amount.checked_sub(to) else {
             return;

@@ -6,6 +6,7 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -36,6 +37,20 @@ impl fmt::Display for Scope {
             Scope::Global => f.write_str("global"),
             Scope::Tier(t) => write!(f, "tier:{t}"),
             Scope::Tenant(t) => write!(f, "tenant:{t}"),
+        }
+    }
+}
+
+impl Scope {
+    /// The scope's name as [`Display`](fmt::Display) writes it, without allocating for
+    /// the global and tier scopes.
+    pub fn name(&self) -> Cow<'static, str> {
+        match self {
+            Scope::Global => Cow::Borrowed("global"),
+            Scope::Tier(Tier::L0) => Cow::Borrowed("tier:L0"),
+            Scope::Tier(Tier::L1) => Cow::Borrowed("tier:L1"),
+            Scope::Tier(Tier::L2) => Cow::Borrowed("tier:L2"),
+            Scope::Tenant(_) => Cow::Owned(self.to_string()),
         }
     }
 }
@@ -209,6 +224,18 @@ pub trait Ledger: Clone + Send + Sync + 'static {
 
     /// Reserves `amount` in every capped scope of `account`, or in none.
     fn reserve(&self, account: &Account, amount: Cost) -> Self::Reserve;
+
+    /// Reserves at once, when this ledger can decide without waiting (an in-memory
+    /// ledger always can; a leased one while its lease covers the amount). `None` means
+    /// "await [`reserve`](Ledger::reserve)", and is the default.
+    ///
+    /// The budget layer tries this first: a reservation decided in `call` lets it call
+    /// the inner service it was made ready on, instead of keeping a clone of it for
+    /// later.
+    fn reserve_now(&self, account: &Account, amount: Cost) -> Option<Result<Hold, Refusal>> {
+        let _ = (account, amount);
+        None
+    }
 
     /// Lowers a hold to `to` (no-op if it is not lower), freeing the difference now.
     fn shrink(&self, hold: &mut Hold, to: Cost);
