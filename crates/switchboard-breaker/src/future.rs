@@ -23,12 +23,12 @@ pub(crate) struct CallGuard {
 }
 
 impl CallGuard {
-    pub(crate) fn new(shared: Arc<Shared>, ticket: Ticket) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, ticket: Ticket, start: Instant) -> Self {
         let in_flight = shared.health.call_started();
         Self {
             shared,
             ticket,
-            start: Instant::now(),
+            start,
             first_token: None,
             done: false,
             _in_flight: in_flight,

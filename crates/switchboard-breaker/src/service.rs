@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use switchboard_core::{ChatRequest, ChatResponse, Error, ProviderHealth, ProviderId};
-use tokio::time::{Sleep, sleep_until};
+use tokio::time::{Instant, Sleep, sleep_until};
 use tower::Service;
 
 use crate::Mode;
@@ -39,7 +39,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             // Reuse the guard's bookkeeping: an unused admission is a cancelled call.
-            drop(CallGuard::new(self.shared.clone(), ticket));
+            drop(CallGuard::new(self.shared.clone(), ticket, Instant::now()));
         }
     }
 }
@@ -111,7 +111,7 @@ where
             while self.permit.is_none() {
                 // Watch before asking, so a transition in between still wakes us.
                 self.shared.health.watch(cx.waker());
-                match self.shared.acquire() {
+                match self.shared.acquire(Instant::now()) {
                     Admission::Admit(ticket) => {
                         self.permit = Some(Permit {
                             shared: self.shared.clone(),
@@ -141,16 +141,18 @@ where
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
+        // One clock read for the admission and the call's start.
+        let now = Instant::now();
         let ticket = match self.permit.take() {
             Some(permit) => permit.take(),
-            None => match self.shared.acquire() {
+            None => match self.shared.acquire(now) {
                 Admission::Admit(ticket) => ticket,
                 Admission::Reject { until } => {
                     return ResponseFuture::rejected(self.shared.circuit_open(until));
                 }
             },
         };
-        let guard = CallGuard::new(self.shared.clone(), ticket);
+        let guard = CallGuard::new(self.shared.clone(), ticket, now);
         ResponseFuture::called(self.inner.call(request), guard)
     }
 }

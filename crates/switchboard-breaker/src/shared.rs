@@ -59,8 +59,7 @@ impl Shared {
     }
 
     /// Admission, with operator overrides and resets from the board applied first.
-    pub(crate) fn acquire(&self) -> Admission {
-        let now = Instant::now();
+    pub(crate) fn acquire(&self, now: Instant) -> Admission {
         let mut transitions = [None, None];
         let admission = {
             let mut locked = self.lock();

@@ -36,7 +36,12 @@ impl Deadline {
 
     /// A deadline `timeout` from now. Saturates far in the future instead of overflowing.
     pub fn after(timeout: Duration) -> Self {
-        let now = Instant::now();
+        Self::after_from(Instant::now(), timeout)
+    }
+
+    /// A deadline `timeout` after `now` (a clock reading the caller already has).
+    /// Saturates far in the future instead of overflowing.
+    pub fn after_from(now: Instant, timeout: Duration) -> Self {
         Self {
             at: now
                 .checked_add(timeout)

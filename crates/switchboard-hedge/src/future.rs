@@ -254,7 +254,9 @@ where
 
             // 2. Start the next attempt when one is wanted and allowed.
             if let Some(kind) = *this.next {
-                let deadline_passed = this.deadline.is_some_and(|d| d.is_expired());
+                // One clock reading for the deadline check and the attempt's start.
+                let now = Instant::now();
+                let deadline_passed = this.deadline.is_some_and(|d| now >= d.instant());
                 let max = this.config.max_attempts.max(1);
                 let exhausted = *this.sent >= max || this.targets.is_empty() || deadline_passed;
                 if exhausted || (kind == AttemptKind::Hedge && *this.hedging_stopped) {
@@ -277,7 +279,7 @@ where
                             provider: target.provider.clone(),
                             model: target.model.clone(),
                             kind,
-                            started_after: this.start.elapsed(),
+                            started_after: now.saturating_duration_since(*this.start),
                             outcome: AttemptOutcome::Skipped {
                                 reason: "circuit_open".into(),
                             },
@@ -300,7 +302,7 @@ where
                             provider: target.provider.clone(),
                             model: target.model.clone(),
                             kind,
-                            started_after: this.start.elapsed(),
+                            started_after: now.saturating_duration_since(*this.start),
                             outcome: AttemptOutcome::Skipped {
                                 reason: "hedge_budget_exhausted".into(),
                             },
@@ -354,7 +356,7 @@ where
                         provider: target.provider.clone(),
                         model: target.model.clone(),
                         kind,
-                        started_after: this.start.elapsed(),
+                        started_after: now.saturating_duration_since(*this.start),
                         outcome: AttemptOutcome::Pending,
                     });
                     // A hedge may follow this attempt (counted as sent): arm the soft timer.
@@ -383,7 +385,7 @@ where
                     *this.next = None;
                     *this.soft_armed = false;
                     if let Some(soft) = soft {
-                        if let Some(at) = Instant::now().checked_add(soft) {
+                        if let Some(at) = now.checked_add(soft) {
                             match this.soft.as_mut() {
                                 Some(timer) => timer.as_mut().reset(at),
                                 None => *this.soft = Some(Box::pin(sleep_until(at))),

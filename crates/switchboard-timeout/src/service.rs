@@ -76,7 +76,7 @@ where
         // The total deadline: ours (when this layer owns the call phase) or the one an
         // outer layer set, whichever is earlier. An inner layer never extends it.
         let own = match (self.scope.call(), timeouts.total) {
-            (true, Some(total)) => Some(Deadline::after(total)),
+            (true, Some(total)) => Some(Deadline::after_from(now, total)),
             _ => None,
         };
         let total = match (own, outer) {

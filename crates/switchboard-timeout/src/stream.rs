@@ -18,8 +18,10 @@ pin_project_lite::pin_project! {
         sleep: Sleep,
         idle: Option<Duration>,
         total: Option<(Instant, Duration)>,
-        // When the last event arrived (or the stream started).
+        // When the stream last went quiet after events (or started).
         last: Instant,
+        // Events came since `last`: the next `Pending` starts a new quiet spell.
+        fresh: bool,
         provider: ProviderId,
     }
 }
@@ -50,6 +52,7 @@ impl TimedEvents {
             idle,
             total,
             last: now,
+            fresh: false,
             provider,
         }
     }
@@ -84,8 +87,8 @@ impl Stream for TimedEvents {
             Poll::Ready(Some(item)) => {
                 if item.is_err() {
                     *this.events = None; // an error is terminal
-                } else if this.idle.is_some() {
-                    *this.last = Instant::now();
+                } else {
+                    *this.fresh = true;
                 }
                 return Poll::Ready(Some(item));
             }
@@ -93,7 +96,16 @@ impl Stream for TimedEvents {
                 *this.events = None;
                 return Poll::Ready(None);
             }
-            Poll::Pending => {}
+            Poll::Pending => {
+                // The upstream went quiet: the idle time counts from the poll that found
+                // it so. That is the instant of the last event when the consumer polls
+                // straight on (as the gateway's writer does), and costs one clock read per
+                // quiet spell instead of one per event. A consumer that pauses between
+                // polls delays the timeout by its pause; it never brings it forward.
+                if std::mem::take(this.fresh) && this.idle.is_some() {
+                    *this.last = Instant::now();
+                }
+            }
         }
         loop {
             std::task::ready!(this.sleep.as_mut().poll(cx));
