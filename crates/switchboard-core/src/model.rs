@@ -16,8 +16,10 @@ use crate::name::Repr;
 /// A request's names are copied into several values as it goes down the stack (its
 /// [`Target`](crate::Target), its [`RouteDecision`](crate::RouteDecision), its
 /// [`CostEstimate`](crate::CostEstimate), the answer): a `ModelName` is a `&'static str`
-/// or an `Arc<str>`, so each of those copies is a reference count, not an allocation. It
-/// dereferences to `str` and compares equal to strings.
+/// or an `Arc<str>`, so none of those copies allocates. Names deserialized (from
+/// configuration) are interned for the life of the process and copy as a pointer; names
+/// built with `From` (from a request) are shared and count references. It dereferences
+/// to `str` and compares equal to strings.
 ///
 /// ```
 /// use switchboard_core::ModelName;
@@ -163,8 +165,9 @@ impl Serialize for ModelName {
 
 impl<'de> Deserialize<'de> for ModelName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Deserialized names come from configuration: interned, so clones copy a pointer.
         let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Ok(Self::from(&*s))
+        Ok(Self(Repr::interned(&s)))
     }
 }
 
@@ -178,6 +181,15 @@ mod tests {
         let copy = name.clone();
         assert!(std::ptr::eq(name.as_str(), copy.as_str()));
         assert_eq!(copy, ModelName::from_static("claude-haiku-4-5"));
+    }
+
+    #[test]
+    fn deserialized_names_are_interned() {
+        let a: ModelName = serde_json::from_str(r#""interned-model-x""#).unwrap();
+        let b: ModelName = serde_json::from_str(r#""interned-model-x""#).unwrap();
+        assert!(matches!(a.0, Repr::Static(_)));
+        assert!(std::ptr::eq(a.as_str(), b.as_str()), "one copy per distinct name");
+        assert!(matches!(ModelName::from("from-a-request").0, Repr::Shared(_)));
     }
 
     #[test]

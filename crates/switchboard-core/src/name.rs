@@ -1,10 +1,11 @@
 //! Cheap-to-clone validated names: [`ProviderId`], [`Scene`], [`TenantId`].
 
 use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -22,7 +23,33 @@ impl Repr {
             Repr::Shared(s) => s,
         }
     }
+
+    /// A name read from configuration (a deserialized name): interned, so that its clones
+    /// copy a pointer instead of counting references.
+    ///
+    /// A request's provider, model and scene names are copied a dozen times on its way
+    /// through the stack. Reference counts on `Arc<str>` names are atomic operations on
+    /// cache lines every worker thread shares; a `&'static str` costs nothing to copy.
+    /// Configuration names are few and live as long as the process, so each distinct one
+    /// is leaked once. Past [`MAX_INTERNED`] distinct names (more than any configuration
+    /// has), names are shared instead: the set cannot grow without bound.
+    pub(crate) fn interned(name: &str) -> Repr {
+        static NAMES: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Mutex::default);
+        let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&known) = names.get(name) {
+            return Repr::Static(known);
+        }
+        if names.len() >= MAX_INTERNED {
+            return Repr::Shared(Arc::from(name));
+        }
+        let leaked: &'static str = Box::leak(Box::from(name));
+        names.insert(leaked);
+        Repr::Static(leaked)
+    }
 }
+
+/// The most distinct deserialized names kept for the life of the process.
+pub(crate) const MAX_INTERNED: usize = 16_384;
 
 /// The rule a name must follow.
 #[derive(Clone, Copy)]
@@ -191,8 +218,12 @@ macro_rules! name_type {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                // Deserialized names come from configuration: interned (see `Repr::interned`).
                 let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                Self::new(&*s).map_err(serde::de::Error::custom)
+                check(&s, $rule).map_err(|problem| {
+                    serde::de::Error::custom(InvalidName { kind: $kind, name: s.to_string(), problem })
+                })?;
+                Ok(Self(Repr::interned(&s)))
             }
         }
     };
@@ -252,6 +283,17 @@ name_type!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deserialized_names_are_validated_and_interned() {
+        let a: ProviderId = serde_json::from_str(r#""interned_provider""#).unwrap();
+        let b: ProviderId = serde_json::from_str(r#""interned_provider""#).unwrap();
+        assert!(matches!(a.0, Repr::Static(_)));
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        let err = serde_json::from_str::<ProviderId>(r#""Not Snake""#).unwrap_err();
+        assert!(err.to_string().contains("invalid provider id \"Not Snake\""), "{err}");
+        assert!(matches!(ProviderId::new("from_request").unwrap().0, Repr::Shared(_)));
+    }
 
     #[test]
     fn provider_ids_are_snake_case() {
