@@ -12,7 +12,7 @@ use switchboard_core::{
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower::Service;
 
-use crate::budget::HedgeBudget;
+use crate::service::Shared;
 use crate::{HedgeConfig, SoftTimeout};
 
 /// One attempt under way.
@@ -47,9 +47,7 @@ pin_project_lite::pin_project! {
         soft: Option<Pin<Box<Sleep>>>,
         soft_armed: bool,
         deadline: Option<Deadline>,
-        config: Arc<HedgeConfig>,
-        board: Option<HealthBoard>,
-        budget: Arc<HedgeBudget>,
+        shared: Arc<Shared>,
         done: bool,
     }
 }
@@ -75,9 +73,7 @@ impl<S, F> ResponseFuture<S, F> {
         service: S,
         request: ChatRequest,
         start: Start,
-        config: Arc<HedgeConfig>,
-        board: Option<HealthBoard>,
-        budget: Arc<HedgeBudget>,
+        shared: Arc<Shared>,
     ) -> Self {
         let (targets, last_error) = match start {
             Start::Route(t) => (t, None),
@@ -100,9 +96,7 @@ impl<S, F> ResponseFuture<S, F> {
             start: now,
             soft: None,
             soft_armed: false,
-            config,
-            board,
-            budget,
+            shared,
             done: false,
         }
     }
@@ -222,7 +216,7 @@ where
                             );
                             *this.sent = this.sent.saturating_sub(1);
                             if finished.extra {
-                                this.budget.refund();
+                                this.shared.budget.refund();
                             }
                         } else {
                             this.attempts.set_outcome(
@@ -257,7 +251,7 @@ where
                 // One clock reading for the deadline check and the attempt's start.
                 let now = Instant::now();
                 let deadline_passed = this.deadline.is_some_and(|d| now >= d.instant());
-                let max = this.config.max_attempts.max(1);
+                let max = this.shared.config.max_attempts.max(1);
                 let exhausted = *this.sent >= max || this.targets.is_empty() || deadline_passed;
                 if exhausted || (kind == AttemptKind::Hedge && *this.hedging_stopped) {
                     *this.next = None;
@@ -266,8 +260,9 @@ where
                         *this.next = None;
                         continue;
                     };
-                    let skip_open = this.config.skip_open_circuits
+                    let skip_open = this.shared.config.skip_open_circuits
                         && this
+                            .shared
                             .board
                             .as_ref()
                             .is_some_and(|b| b.state(&target.provider).is_open());
@@ -297,7 +292,7 @@ where
                         continue;
                     }
                     let extra = *this.sent > 0;
-                    if extra && !this.budget.withdraw() {
+                    if extra && !this.shared.budget.withdraw() {
                         this.attempts.push(Attempt {
                             provider: target.provider.clone(),
                             model: target.model.clone(),
@@ -321,14 +316,14 @@ where
                             Poll::Ready(Ok(())) => *this.service_ready = true,
                             Poll::Ready(Err(error)) => {
                                 if extra {
-                                    this.budget.refund();
+                                    this.shared.budget.refund();
                                 }
                                 *this.done = true;
                                 return Poll::Ready(Err(error));
                             }
                             Poll::Pending => {
                                 if extra {
-                                    this.budget.refund();
+                                    this.shared.budget.refund();
                                 }
                                 // Woken by the service when it is ready, or by a running
                                 // attempt; the token is taken again then.
@@ -364,10 +359,10 @@ where
                         *this.hedging_stopped,
                         this.targets,
                         *this.sent + 1,
-                        this.config,
+                        &this.shared.config,
                     );
                     let soft = may_hedge
-                        .then(|| soft_timeout(this.config, this.board.as_ref(), &target.provider));
+                        .then(|| soft_timeout(&this.shared.config, this.shared.board.as_ref(), &target.provider));
                     if kind != AttemptKind::Primary {
                         tracing::debug!(provider = %target.provider, kind = ?kind, "hedge attempt started");
                     }
@@ -429,7 +424,7 @@ where
             // 4. The soft timer: no first token yet, so start the next provider beside the
             // running ones.
             if *this.soft_armed
-                && can_hedge(*this.hedging_stopped, this.targets, *this.sent, this.config)
+                && can_hedge(*this.hedging_stopped, this.targets, *this.sent, &this.shared.config)
                 && this
                     .soft
                     .as_mut()

@@ -14,32 +14,27 @@ use crate::future::{ResponseFuture, Start};
 #[derive(Debug, Clone)]
 pub struct Hedge<S> {
     inner: S,
-    config: Arc<HedgeConfig>,
-    route: Option<Route>,
-    board: Option<HealthBoard>,
-    budget: Arc<HedgeBudget>,
+    shared: Arc<Shared>,
+}
+
+/// What a hedge service and each of its calls share: one reference count per clone
+/// and per call, not one per part.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    pub(crate) config: HedgeConfig,
+    pub(crate) route: Option<Route>,
+    pub(crate) board: Option<HealthBoard>,
+    pub(crate) budget: Arc<HedgeBudget>,
 }
 
 impl<S> Hedge<S> {
-    pub(crate) fn new(
-        inner: S,
-        config: Arc<HedgeConfig>,
-        route: Option<Route>,
-        board: Option<HealthBoard>,
-        budget: Arc<HedgeBudget>,
-    ) -> Self {
-        Self {
-            inner,
-            config,
-            route,
-            board,
-            budget,
-        }
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
     }
 
     /// The shared budget.
     pub fn budget(&self) -> &HedgeBudget {
-        &self.budget
+        &self.shared.budget
     }
 
     /// The inner service.
@@ -75,8 +70,8 @@ where
         // usual dance).
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
-        self.budget.deposit();
-        let route = request.extensions().get::<Route>().or(self.route.as_ref());
+        self.shared.budget.deposit();
+        let route = request.extensions().get::<Route>().or(self.shared.route.as_ref());
         let start = match route {
             Some(route) => Start::Route(route.targets().cloned().collect::<VecDeque<_>>()),
             None => Start::Fail(Error::NoProvider {
@@ -85,13 +80,6 @@ where
                         .into(),
             }),
         };
-        ResponseFuture::new(
-            service,
-            request,
-            start,
-            self.config.clone(),
-            self.board.clone(),
-            self.budget.clone(),
-        )
+        ResponseFuture::new(service, request, start, self.shared.clone())
     }
 }
