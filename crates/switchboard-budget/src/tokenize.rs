@@ -186,11 +186,12 @@ fn role_name(role: Role) -> &'static str {
 /// The tokens of a role's name, counted once per counting and role (every message has
 /// one; tokenizing it each time was a third of the tokenizer's work on short prompts).
 fn role_tokens(counting: TokenCounting, role: Role) -> (u64, u64) {
-    static TABLE: OnceLock<[[(u64, u64); 4]; 4]> = OnceLock::new();
-    let table = TABLE.get_or_init(|| COUNTINGS.map(|c| ROLES.map(|r| c.count(role_name(r)))));
+    // One row per counting, filled on first use: a tokenizer's tables load only when a
+    // model that uses it is asked for.
+    static TABLE: [OnceLock<[(u64, u64); 4]>; 4] = [const { OnceLock::new() }; 4];
     let c = COUNTINGS.iter().position(|&c| c == counting).unwrap_or(3);
     let r = ROLES.iter().position(|&r| r == role).unwrap_or(0);
-    table[c][r]
+    TABLE[c].get_or_init(|| ROLES.map(|r| counting.count(role_name(r))))[r]
 }
 
 fn count_message(counting: TokenCounting, message: &Message) -> (u64, u64) {

@@ -5,8 +5,8 @@ use std::any::{Any, TypeId};
 use std::fmt;
 
 use crate::{
-    AttemptKind, Attempts, BudgetStatus, CostEstimate, Deadline, Degraded, JobTicket,
-    RequestHead, Route, RouteDecision, Scene, Target, TenantId, Tier, TraceId,
+    AttemptKind, Attempts, BudgetStatus, CostEstimate, Deadline, Degraded, JobTicket, RequestHead,
+    Route, RouteDecision, Scene, Target, TenantId, Tier, TraceId,
 };
 
 /// A type map of a request's or a response's metadata, with the API of
@@ -244,8 +244,14 @@ mod tests {
         ext.insert(Custom(1));
         assert!(ext.slots.is_none(), "a foreign type goes to the inner map");
         ext.insert(Target::new(ProviderId::OPENAI, "gpt-4o-mini"));
-        let slots = ext.slots.as_deref().expect("an own type allocates the slots");
-        assert_eq!(slots.target.as_ref().map(|t| &*t.model), Some("gpt-4o-mini"));
+        let slots = ext
+            .slots
+            .as_deref()
+            .expect("an own type allocates the slots");
+        assert_eq!(
+            slots.target.as_ref().map(|t| &*t.model),
+            Some("gpt-4o-mini")
+        );
         assert_eq!(ext.other.len(), 1);
         assert_eq!(ext.len(), 2);
     }
@@ -253,7 +259,8 @@ mod tests {
     #[test]
     fn get_mut_remove_and_default_work_for_both_stores() {
         let mut ext = Extensions::new();
-        ext.get_or_insert_default::<Degraded>().push("hedge", "late");
+        ext.get_or_insert_default::<Degraded>()
+            .push("hedge", "late");
         ext.get_or_insert_default::<Custom>().0 += 3;
         ext.get_mut::<Custom>().unwrap().0 += 1;
         assert_eq!(ext.get::<Custom>(), Some(&Custom(4)));

@@ -173,7 +173,13 @@ impl HealthBoard {
 
     /// The provider's breaker state; `Closed` for a provider the board has not seen.
     pub fn state(&self, id: &ProviderId) -> BreakerState {
-        self.get(id).map_or(BreakerState::Closed, |h| h.state())
+        // Read through the lock: no reference count on the provider's health.
+        self.inner
+            .providers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .map_or(BreakerState::Closed, ProviderHealth::state)
     }
 
     /// A snapshot of one provider.

@@ -188,15 +188,24 @@ mod tests {
         let a: ModelName = serde_json::from_str(r#""interned-model-x""#).unwrap();
         let b: ModelName = serde_json::from_str(r#""interned-model-x""#).unwrap();
         assert!(matches!(a.0, Repr::Static(_)));
-        assert!(std::ptr::eq(a.as_str(), b.as_str()), "one copy per distinct name");
-        assert!(matches!(ModelName::from("from-a-request").0, Repr::Shared(_)));
+        assert!(
+            std::ptr::eq(a.as_str(), b.as_str()),
+            "one copy per distinct name"
+        );
+        assert!(matches!(
+            ModelName::from("from-a-request").0,
+            Repr::Shared(_)
+        ));
     }
 
     #[test]
     fn compares_with_strings_both_ways_and_round_trips_json() {
         let name = ModelName::from("gpt-4o-mini");
-        assert!(name == "gpt-4o-mini" && "gpt-4o-mini" == name);
-        assert!(name == String::from("gpt-4o-mini") && String::from("gpt-4o-mini") == name);
+        let (text, owned) = ("gpt-4o-mini", String::from("gpt-4o-mini"));
+        assert_eq!(name, text);
+        assert_eq!(text, name);
+        assert_eq!(name, owned);
+        assert_eq!(owned, name);
         assert_ne!(name, "gpt-4o");
         let json = serde_json::to_string(&name).unwrap();
         assert_eq!(json, r#""gpt-4o-mini""#);

@@ -291,8 +291,15 @@ mod tests {
         assert!(matches!(a.0, Repr::Static(_)));
         assert!(std::ptr::eq(a.as_str(), b.as_str()));
         let err = serde_json::from_str::<ProviderId>(r#""Not Snake""#).unwrap_err();
-        assert!(err.to_string().contains("invalid provider id \"Not Snake\""), "{err}");
-        assert!(matches!(ProviderId::new("from_request").unwrap().0, Repr::Shared(_)));
+        assert!(
+            err.to_string()
+                .contains("invalid provider id \"Not Snake\""),
+            "{err}"
+        );
+        assert!(matches!(
+            ProviderId::new("from_request").unwrap().0,
+            Repr::Shared(_)
+        ));
     }
 
     #[test]

@@ -69,12 +69,7 @@ pub(crate) enum Start {
 }
 
 impl<S, F> ResponseFuture<S, F> {
-    pub(crate) fn new(
-        service: S,
-        request: ChatRequest,
-        start: Start,
-        shared: Arc<Shared>,
-    ) -> Self {
+    pub(crate) fn new(service: S, request: ChatRequest, start: Start, shared: Arc<Shared>) -> Self {
         let (targets, last_error) = match start {
             Start::Route(t) => (t, None),
             Start::Fail(e) => (VecDeque::new(), Some(e)),
@@ -361,8 +356,13 @@ where
                         *this.sent + 1,
                         &this.shared.config,
                     );
-                    let soft = may_hedge
-                        .then(|| soft_timeout(&this.shared.config, this.shared.board.as_ref(), &target.provider));
+                    let soft = may_hedge.then(|| {
+                        soft_timeout(
+                            &this.shared.config,
+                            this.shared.board.as_ref(),
+                            &target.provider,
+                        )
+                    });
                     if kind != AttemptKind::Primary {
                         tracing::debug!(provider = %target.provider, kind = ?kind, "hedge attempt started");
                     }
@@ -424,7 +424,12 @@ where
             // 4. The soft timer: no first token yet, so start the next provider beside the
             // running ones.
             if *this.soft_armed
-                && can_hedge(*this.hedging_stopped, this.targets, *this.sent, &this.shared.config)
+                && can_hedge(
+                    *this.hedging_stopped,
+                    this.targets,
+                    *this.sent,
+                    &this.shared.config,
+                )
                 && this
                     .soft
                     .as_mut()

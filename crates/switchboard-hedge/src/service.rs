@@ -71,7 +71,10 @@ where
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
         self.shared.budget.deposit();
-        let route = request.extensions().get::<Route>().or(self.shared.route.as_ref());
+        let route = request
+            .extensions()
+            .get::<Route>()
+            .or(self.shared.route.as_ref());
         let start = match route {
             Some(route) => Start::Route(route.targets().cloned().collect::<VecDeque<_>>()),
             None => Start::Fail(Error::NoProvider {

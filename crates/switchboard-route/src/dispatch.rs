@@ -128,7 +128,9 @@ impl Service<ChatRequest> for Dispatch {
         };
         let provider = provider.clone();
         // The hedge layer has usually set the target's model already.
-        if let Some(model) = (request.body().model != target.model).then(|| target.model.to_string()) {
+        if let Some(model) =
+            (request.body().model != target.model).then(|| target.model.to_string())
+        {
             request.body_mut().model = model;
         }
         DispatchFuture {

@@ -3,6 +3,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_core::Stream;
 use switchboard_core::{
@@ -36,7 +37,8 @@ pin_project_lite::pin_project! {
             future: F,
             decision: Option<RouteDecision>,
             observer: Option<Observer>,
-            start: Instant,
+            // Only a rollout's observer needs the first-token time.
+            start: Option<Instant>,
         },
         Failed {
             error: Option<Error>,
@@ -50,8 +52,8 @@ impl<F> ResponseFuture<F> {
             kind: Kind::Called {
                 future,
                 decision: Some(decision),
+                start: observer.is_some().then(Instant::now),
                 observer,
-                start: Instant::now(),
             },
         }
     }
@@ -96,8 +98,9 @@ where
                             response.extensions_mut().insert(decision);
                         }
                         if let Some(o) = observer {
+                            let first_token = start.map_or(Duration::ZERO, |s| s.elapsed());
                             o.handle
-                                .observe(o.assignment, Outcome::FirstToken(start.elapsed()));
+                                .observe(o.assignment, Outcome::FirstToken(first_token));
                             let model = response.model().to_owned();
                             response = response.map_events(move |events| ObservedEvents {
                                 events,

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use switchboard_core::{
-    Cost, CostEstimate, Error, HealthBoard, ModelName, PriceTable, ProviderId, Route, RouteDecision,
-    RouteReason, SkippedProvider, Target, Tier, Usage,
+    Cost, CostEstimate, Error, HealthBoard, ModelName, PriceTable, ProviderId, Route,
+    RouteDecision, RouteReason, SkippedProvider, Target, Tier, Usage,
 };
 
 use crate::policy::{LatencyRanking, RoutePolicy, TierPolicy};

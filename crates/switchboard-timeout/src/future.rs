@@ -22,8 +22,10 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
+        // Made at the first `Pending`: an answer ready at once never registers a timer.
         #[pin]
         sleep: Option<Sleep>,
+        deadline: Option<Instant>,
         phase: TimeoutPhase,
         after: Duration,
         provider: Option<ProviderId>,
@@ -38,13 +40,14 @@ impl<F> ResponseFuture<F> {
         provider: Option<ProviderId>,
         stream: StreamDeadlines,
     ) -> Self {
-        let (sleep, phase, after) = match timer {
-            Some((at, phase, after)) => (Some(sleep_until(at)), phase, after),
+        let (deadline, phase, after) = match timer {
+            Some((at, phase, after)) => (Some(at), phase, after),
             None => (None, TimeoutPhase::Total, Duration::ZERO),
         };
         Self {
             inner,
-            sleep,
+            sleep: None,
+            deadline,
             phase,
             after,
             provider,
@@ -60,7 +63,7 @@ where
     type Output = Result<ChatResponse, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
 
         // The response first: a first token that arrives in the same instant as the
         // deadline is a success, not a timeout.
@@ -78,6 +81,12 @@ where
             }));
         }
 
+        if this.sleep.is_none() {
+            match *this.deadline {
+                Some(at) => this.sleep.set(Some(sleep_until(at))),
+                None => return Poll::Pending,
+            }
+        }
         match this.sleep.as_pin_mut() {
             Some(sleep) => {
                 std::task::ready!(sleep.poll(cx));

@@ -14,12 +14,14 @@ pin_project_lite::pin_project! {
         // Armed at the earlier deadline as of `last`; not moved on each event (moving a
         // timer re-registers it with the driver). When it fires, the deadline is worked
         // out again from the latest event and the timer moves only if that is later.
+        // Made when the stream first goes quiet: a stream that never waits never
+        // registers a timer.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
         idle: Option<Duration>,
         total: Option<(Instant, Duration)>,
-        // When the stream last went quiet after events (or started).
-        last: Instant,
+        // When the stream last went quiet after events; `None` until it first does.
+        last: Option<Instant>,
         // Events came since `last`: the next `Pending` starts a new quiet spell.
         fresh: bool,
         provider: ProviderId,
@@ -44,15 +46,14 @@ impl TimedEvents {
         total: Option<(Instant, Duration)>,
         provider: ProviderId,
     ) -> Self {
-        let now = Instant::now();
-        let (at, _, _) = next_deadline(now, idle, total);
         Self {
             events: Some(events),
-            sleep: sleep_until(at),
+            sleep: None,
             idle,
             total,
-            last: now,
-            fresh: false,
+            last: None,
+            // The answer's first event has just been delivered.
+            fresh: true,
             provider,
         }
     }
@@ -102,17 +103,25 @@ impl Stream for TimedEvents {
                 // straight on (as the gateway's writer does), and costs one clock read per
                 // quiet spell instead of one per event. A consumer that pauses between
                 // polls delays the timeout by its pause; it never brings it forward.
-                if std::mem::take(this.fresh) && this.idle.is_some() {
-                    *this.last = Instant::now();
+                if std::mem::take(this.fresh) || this.last.is_none() {
+                    *this.last = Some(Instant::now());
                 }
             }
         }
+        let last = this.last.unwrap_or_else(Instant::now);
+        if this.sleep.is_none() {
+            let (at, _, _) = next_deadline(last, *this.idle, *this.total);
+            this.sleep.set(Some(sleep_until(at)));
+        }
+        let Some(mut sleep) = this.sleep.as_pin_mut() else {
+            return Poll::Pending;
+        };
         loop {
-            std::task::ready!(this.sleep.as_mut().poll(cx));
-            let (at, phase, after) = next_deadline(*this.last, *this.idle, *this.total);
+            std::task::ready!(sleep.as_mut().poll(cx));
+            let (at, phase, after) = next_deadline(last, *this.idle, *this.total);
             if at > Instant::now() {
                 // Events came since the timer was armed: the deadline moved on.
-                this.sleep.as_mut().reset(at);
+                sleep.as_mut().reset(at);
                 continue;
             }
             *this.events = None; // drop the upstream stream: cancels the call

@@ -19,7 +19,7 @@ fn main() {
         .into_iter()
         .find(|(name, _)| name.starts_with(&row))
     else {
-        eprintln!("no row {row:?}: use 00 to 12 (see benches/common/mod.rs)");
+        eprintln!("no row {row:?}: use 00 to 13 (see benches/common/mod.rs)");
         std::process::exit(2);
     };
     let rt = tokio::runtime::Builder::new_current_thread()

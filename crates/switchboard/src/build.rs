@@ -14,7 +14,8 @@ use switchboard_budget::{
     JobWorker, MemoryJobQueue, MemoryLedger, RequestCap, Thresholds,
 };
 use switchboard_core::{
-    BoxProvider, ChatRequest, ChatResponse, Error, HealthBoard, ModelName, PriceTable, ProviderId, Tier, boxed,
+    BoxProvider, ChatRequest, ChatResponse, Error, HealthBoard, ModelName, PriceTable, ProviderId,
+    Tier, boxed,
 };
 use switchboard_hedge::HedgeLayer;
 use switchboard_providers::{Anthropic, HttpClient, OpenAi};
@@ -153,7 +154,8 @@ impl Switchboard {
         }
         models.sort();
         models.dedup();
-        let known: Arc<HashSet<String>> = Arc::new(models.iter().map(ToString::to_string).collect());
+        let known: Arc<HashSet<String>> =
+            Arc::new(models.iter().map(ToString::to_string).collect());
         let admission = tier_layer(config);
         let (service, ledger, jobs) = match &config.budget {
             Some(budget) => {

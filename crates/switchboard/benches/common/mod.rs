@@ -42,7 +42,8 @@ pub(crate) fn request() -> ChatRequest {
 
 /// Each row's stack: every row adds one layer to the one before, from the provider up, in
 /// the order the facade stacks them (`crates/switchboard/src/build.rs`); the last row is the
-/// facade's own stack (adding the known-model check and its one box).
+/// facade's own stack (adding the known-model check and its one box); row 13 is that stack
+/// for a model without a tokenizer (the target excludes tokenization).
 pub(crate) fn stacks() -> Vec<(&'static str, BoxProvider)> {
     let board = HealthBoard::new();
     let telemetry = Telemetry::builder().build();
@@ -102,6 +103,16 @@ pub(crate) fn stacks() -> Vec<(&'static str, BoxProvider)> {
     let full = Switchboard::build(
         &Config::from_toml(&format!(
             "{CONFIG}\n[budget]\nglobal_per_minute = \"1000000\"\n"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    // The same stack for a model with no public tokenizer: its input is bounded by its
+    // byte count, so this row is the full stack with tokenization excluded.
+    let untokenized = Switchboard::build(
+        &Config::from_toml(&format!(
+            "{}\n[budget]\nglobal_per_minute = \"1000000\"\n",
+            CONFIG.replace("gpt-4o-mini", "sim-untokenized")
         ))
         .unwrap(),
     )
@@ -189,6 +200,7 @@ pub(crate) fn stacks() -> Vec<(&'static str, BoxProvider)> {
             ),
         ),
         ("12_full_standard_stack", full.service()),
+        ("13_full_stack_untokenized", untokenized.service()),
     ]
 }
 
