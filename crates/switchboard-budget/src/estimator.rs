@@ -36,7 +36,13 @@ pub struct Estimator {
     percentile: u32,
     min_samples: u64,
     learned: RwLock<HashMap<Scene, Arc<OutputHistogram>>>,
+    /// Prices found by scanning the table for a base model (dated snapshots, models the
+    /// table lacks), by name: the scan reads every entry, and runs once per name.
+    scanned: RwLock<HashMap<String, Option<Price>>>,
 }
+
+/// The most names [`Estimator::known_price`] remembers a scan for; past it, it scans.
+const MAX_SCANNED: usize = 1_024;
 
 /// Builds an [`Estimator`].
 #[derive(Debug, Clone)]
@@ -87,12 +93,26 @@ impl Estimator {
         if let Some(price) = self.prices.get(model) {
             return Some(*price);
         }
+        if let Some(found) = self
+            .scanned
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(model)
+        {
+            return *found;
+        }
         // Longest base name the model is a snapshot of.
-        self.prices
+        let found = self
+            .prices
             .iter()
             .filter(|(base, _)| is_snapshot_of(model, base))
             .max_by_key(|(base, _)| base.len())
-            .map(|(_, price)| *price)
+            .map(|(_, price)| *price);
+        let mut scanned = self.scanned.write().unwrap_or_else(|e| e.into_inner());
+        if scanned.len() < MAX_SCANNED {
+            scanned.insert(model.to_owned(), found);
+        }
+        found
     }
 
     /// The most output tokens `model` may produce when a request does not say.
@@ -245,6 +265,7 @@ impl EstimatorBuilder {
             percentile: self.percentile,
             min_samples: self.min_samples,
             learned: RwLock::new(HashMap::new()),
+            scanned: RwLock::new(HashMap::new()),
         }
     }
 }

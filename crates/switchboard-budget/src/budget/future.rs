@@ -40,8 +40,9 @@ pin_project! {
             pending: Option<(S, ChatRequest, Prepared)>,
         },
         Calling {
-            #[pin]
-            call: F,
+            // Boxed: the routed stack's future is most of the size, and every layer above
+            // would otherwise move it again as it builds its own future.
+            call: Pin<Box<F>>,
             settlement: Option<Settlement<L>>,
             status: Option<BudgetStatus>,
             degraded: Degraded,
@@ -119,7 +120,7 @@ where
     fn after(verdict: Verdict<L>, inner: &mut S) -> Self {
         match verdict {
             Verdict::Send(request, settlement, status, degraded) => State::Calling {
-                call: inner.call(request),
+                call: Box::pin(inner.call(request)),
                 settlement: Some(settlement),
                 status,
                 degraded,
@@ -178,7 +179,7 @@ where
                     status,
                     degraded,
                 } => {
-                    let result = ready!(call.poll(cx));
+                    let result = ready!(call.as_mut().poll(cx));
                     let mut settlement = settlement.take().expect("polled after completion");
                     return Poll::Ready(match result {
                         Ok(mut response) => {
