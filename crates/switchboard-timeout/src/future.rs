@@ -23,8 +23,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         // Made at the first `Pending`: an answer ready at once never registers a timer.
-        #[pin]
-        sleep: Option<Sleep>,
+        // Boxed, so the futures built around this one stay small.
+        sleep: Option<Pin<Box<Sleep>>>,
         deadline: Option<Instant>,
         phase: TimeoutPhase,
         after: Duration,
@@ -63,7 +63,7 @@ where
     type Output = Result<ChatResponse, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
 
         // The response first: a first token that arrives in the same instant as the
         // deadline is a success, not a timeout.
@@ -83,13 +83,13 @@ where
 
         if this.sleep.is_none() {
             match *this.deadline {
-                Some(at) => this.sleep.set(Some(sleep_until(at))),
+                Some(at) => *this.sleep = Some(Box::pin(sleep_until(at))),
                 None => return Poll::Pending,
             }
         }
-        match this.sleep.as_pin_mut() {
+        match this.sleep.as_mut() {
             Some(sleep) => {
-                std::task::ready!(sleep.poll(cx));
+                std::task::ready!(sleep.as_mut().poll(cx));
                 let provider = match this.phase {
                     TimeoutPhase::Total => None,
                     _ => this.provider.clone(),

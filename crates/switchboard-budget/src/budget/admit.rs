@@ -272,10 +272,11 @@ fn judge(
             .spent
             .saturating_sub(hold.amount())
             .saturating_add(estimate.expected);
-        let bp = if s.cap.is_zero() {
-            u128::MAX
-        } else {
-            u128::from(spent.as_nanos()) * 10_000 / u128::from(s.cap.as_nanos())
+        let bp = match (spent.as_nanos().checked_mul(10_000), s.cap.as_nanos()) {
+            (_, 0) => u128::MAX,
+            // 64-bit while it fits (spend under $1.8M): no 128-bit division.
+            (Some(scaled), cap) => u128::from(scaled / cap),
+            (None, cap) => u128::from(spent.as_nanos()) * 10_000 / u128::from(cap),
         };
         let t = &tier.thresholds;
         // A block threshold of 100 % or more leaves blocking to the ledger's hard cap.
