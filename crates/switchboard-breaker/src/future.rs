@@ -120,8 +120,9 @@ where
                     return Poll::Ready(result);
                 };
                 Poll::Ready(match result {
-                    Ok(response) => {
-                        guard.first_token = Some(guard.start.elapsed());
+                    Ok(mut response) => {
+                        let at = response.first_token_at();
+                        guard.first_token = Some(at.saturating_duration_since(guard.start));
                         Ok(response.map_events(|events| GuardedEvents {
                             events,
                             guard: Some(guard),

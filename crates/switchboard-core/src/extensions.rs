@@ -5,8 +5,8 @@ use std::any::{Any, TypeId};
 use std::fmt;
 
 use crate::{
-    AttemptKind, Attempts, BudgetStatus, CostEstimate, Deadline, Degraded, JobTicket, RequestHead,
-    Route, RouteDecision, Scene, Target, TenantId, Tier, TraceId,
+    AttemptKind, Attempts, BudgetStatus, CostEstimate, Deadline, Degraded, FirstTokenAt, JobTicket,
+    RequestHead, Route, RouteDecision, Scene, Target, TenantId, Tier, TraceId,
 };
 
 /// A type map of a request's or a response's metadata, with the API of
@@ -114,6 +114,7 @@ slots! {
     attempts: Attempts,
     degraded: Degraded,
     job: JobTicket,
+    first_token: FirstTokenAt,
 }
 
 impl Extensions {
@@ -147,6 +148,20 @@ impl Extensions {
             Some(Some(value)) => Some(value),
             _ => self.other.get_mut(),
         }
+    }
+
+    /// The value of type `T`, inserting `make()` first if there is none.
+    pub fn get_or_insert_with<T: Clone + Send + Sync + 'static>(
+        &mut self,
+        make: impl FnOnce() -> T,
+    ) -> &mut T {
+        if Slots::holds::<T>() {
+            let slots = self.slots.get_or_insert_with(Box::default);
+            if let Some(slot) = slots.slot_mut::<T>() {
+                return slot.get_or_insert_with(make);
+            }
+        }
+        self.other.get_or_insert_with(make)
     }
 
     /// The value of type `T`, inserting `T::default()` first if there is none.

@@ -97,7 +97,7 @@ pub use provider::{BoxProvider, Provider, boxed};
 pub use request::{
     ChatBody, ChatRequest, Content, ContentPart, Message, Role, Tool, ToolCall, ToolChoice,
 };
-pub use response::{ChatEvent, ChatResponse, Completion, EventStream, FinishReason};
+pub use response::{ChatEvent, ChatResponse, Completion, EventStream, FinishReason, FirstTokenAt};
 pub use route::{Route, Target};
 pub use spend::{BudgetStatus, SpendLevel};
 pub use tier::{InvalidTier, Tier};

@@ -7,6 +7,8 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use serde::{Deserialize, Serialize};
 
+use tokio::time::Instant;
+
 use crate::{Error, Extensions, ModelName, ProviderId, ToolCall, Usage};
 
 /// One event of an answer.
@@ -140,6 +142,17 @@ impl ChatResponse {
         &self.model
     }
 
+    /// When the stack saw this answer's first token: the first layer to ask (the
+    /// innermost that times it) reads the clock and records it as a [`FirstTokenAt`]
+    /// extension; the layers above see the same answer in the same poll and read that
+    /// instead of the clock.
+    pub fn first_token_at(&mut self) -> Instant {
+        *self
+            .extensions
+            .get_or_insert_with(|| FirstTokenAt(Instant::now()))
+            .at()
+    }
+
     /// The extensions (degradations, attempts made, the cost charged).
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
@@ -206,6 +219,18 @@ impl fmt::Debug for ChatResponse {
             .field("model", &self.model)
             .field("extensions", &self.extensions)
             .finish_non_exhaustive()
+    }
+}
+
+/// Response extension: when the stack saw the answer's first token (see
+/// [`ChatResponse::first_token_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FirstTokenAt(pub Instant);
+
+impl FirstTokenAt {
+    /// The instant.
+    pub fn at(&self) -> &Instant {
+        &self.0
     }
 }
 

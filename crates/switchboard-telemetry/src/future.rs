@@ -49,8 +49,8 @@ where
         };
         let mut record = this.record.take().expect("polled after completion");
         Poll::Ready(match result {
-            Ok(response) => {
-                record.answered(&response);
+            Ok(mut response) => {
+                record.answered(&mut response);
                 Ok(response.map_events(|events| MeteredEvents::new(events, record)))
             }
             Err(error) => {
@@ -151,7 +151,15 @@ where
             let _entered = this.record.span().enter();
             ready!(this.inner.poll(cx))
         };
-        this.record.finished(result.as_ref().map(|_| ()));
-        Poll::Ready(result)
+        match result {
+            Ok(mut response) => {
+                this.record.finished(Ok(response.first_token_at()));
+                Poll::Ready(Ok(response))
+            }
+            Err(error) => {
+                this.record.finished(Err(&error));
+                Poll::Ready(Err(error))
+            }
+        }
     }
 }

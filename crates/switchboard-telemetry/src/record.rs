@@ -117,7 +117,10 @@ impl CallRecord {
     }
 
     /// The first content event arrived: first-token latency, attempts, degradations.
-    pub(crate) fn answered(&mut self, response: &ChatResponse) {
+    pub(crate) fn answered(&mut self, response: &mut ChatResponse) {
+        let first_token = response
+            .first_token_at()
+            .saturating_duration_since(self.start);
         let telemetry = &self.telemetry;
         let m = telemetry.instruments();
         let (provider, model) = (response.provider().as_str(), response.model());
@@ -129,9 +132,7 @@ impl CallRecord {
                     let price = telemetry.prices().get(model).copied();
                     CallSeries::bind(m, tier, scene, &self.requested, (provider, model), price)
                 });
-        series
-            .first_token
-            .record(self.start.elapsed().as_secs_f64());
+        series.first_token.record(first_token.as_secs_f64());
 
         let degraded = response.extensions().get::<Degraded>();
         if let Some(degraded) = degraded {
@@ -283,7 +284,11 @@ fn record_usage(series: &CallSeries, usage: Option<Usage>) {
         usage.cached_input_tokens,
     ];
     for (counter, n) in series.tokens.iter().zip(counts) {
-        counter.add(n);
+        // Adding zero changes nothing and costs an atomic operation (no cached input is
+        // the common case).
+        if n > 0 {
+            counter.add(n);
+        }
     }
     for (histogram, n) in series.token_usage.iter().zip(counts) {
         histogram.record(n);
@@ -394,14 +399,15 @@ impl AttemptRecord {
         &self.span
     }
 
-    pub(crate) fn finished(&mut self, result: Result<(), &Error>) {
+    /// The attempt ended: its first token at `Ok(instant)`, or failed.
+    pub(crate) fn finished(&mut self, result: Result<Instant, &Error>) {
         self.done = true;
         let series = &self.series;
         match result {
-            Ok(()) => {
+            Ok(at) => {
                 series
                     .first_token
-                    .record(self.start.elapsed().as_secs_f64());
+                    .record(at.saturating_duration_since(self.start).as_secs_f64());
                 series.ok.add(1);
                 self.span.record("outcome", "ok");
             }

@@ -86,15 +86,11 @@ where
 
     /// A reservation decided in `call`: the verdict's state, calling `inner` (ready) to
     /// send.
-    pub(crate) fn admitted(
-        verdict: Verdict<L>,
-        inner: &mut S,
-        ledger: L,
-        policy: Arc<Policy>,
-    ) -> Self {
+    pub(crate) fn admitted(verdict: Verdict<L>, inner: &mut S, policy: Arc<Policy>) -> Self {
         Self {
             state: State::after(verdict, inner),
-            ledger: Some(ledger),
+            // Only a pending reservation needs the ledger; the settlement has its own.
+            ledger: None,
             policy: Some(policy),
         }
     }

@@ -63,12 +63,7 @@ where
         if let Some(reserved) = self.ledger.reserve_now(account, amount) {
             // Decided at once: call the service our caller made ready.
             let verdict = self.policy.admit(&self.ledger, reserved, request, prepared);
-            return ResponseFuture::admitted(
-                verdict,
-                &mut self.inner,
-                self.ledger.clone(),
-                self.policy.clone(),
-            );
+            return ResponseFuture::admitted(verdict, &mut self.inner, self.policy.clone());
         }
         // The reservation waits (Redis): take the service that was made ready and leave
         // a fresh clone, as tower's buffer-free middleware do.
