@@ -342,7 +342,6 @@ impl Drop for CallRecord {
 
 /// One upstream attempt, from `call()` to its first content event or failure.
 pub(crate) struct AttemptRecord {
-    telemetry: Telemetry,
     series: Arc<AttemptSeries>,
     start: Instant,
     span: Span,
@@ -351,7 +350,7 @@ pub(crate) struct AttemptRecord {
 
 impl AttemptRecord {
     pub(crate) fn start(
-        telemetry: Telemetry,
+        telemetry: &Telemetry,
         provider: &ProviderId,
         request: &ChatRequest,
     ) -> Self {
@@ -387,7 +386,6 @@ impl AttemptRecord {
             reason = tracing::field::Empty,
         );
         Self {
-            telemetry,
             series,
             start: Instant::now(),
             span,
@@ -412,18 +410,17 @@ impl AttemptRecord {
                 self.span.record("outcome", "ok");
             }
             Err(error) => {
-                let m = self.telemetry.instruments();
                 let reason = error.reason();
                 if let Some(phase) = phase_of(&reason) {
                     let attrs = [
                         KeyValue::new("phase", phase.as_str()),
                         KeyValue::new("scope", "attempt"),
                     ];
-                    m.timeouts.add(1, &with(series.labels.clone(), attrs));
+                    series.timeouts.add(1, &with(series.labels.clone(), attrs));
                 }
                 self.span.record("outcome", "error");
                 self.span.record("reason", reason.as_str());
-                m.attempts.add(1, &series.error_labels(reason));
+                series.attempts.add(1, &series.error_labels(reason));
             }
         }
     }

@@ -207,6 +207,10 @@ pub(crate) struct AttemptSeries {
     pub(crate) ok: BoundCounter<u64>,
     /// Another attempt won, or the call ended first: common under hedging.
     pub(crate) cancelled: BoundCounter<u64>,
+    /// The unbound instruments a failed attempt records on (cloned once, at binding, so
+    /// an attempt's record needs no handle on the whole telemetry).
+    pub(crate) attempts: opentelemetry::metrics::Counter<u64>,
+    pub(crate) timeouts: opentelemetry::metrics::Counter<u64>,
 }
 
 impl AttemptSeries {
@@ -233,6 +237,8 @@ impl AttemptSeries {
             first_token: m.attempt_first_token.bind(&labels),
             ok: attempts("ok"),
             cancelled: attempts("cancelled"),
+            attempts: m.attempts.clone(),
+            timeouts: m.timeouts.clone(),
             labels,
         }
     }

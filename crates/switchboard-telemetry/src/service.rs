@@ -109,7 +109,7 @@ where
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
-        let record = AttemptRecord::start(self.telemetry.clone(), &self.provider, &request);
+        let record = AttemptRecord::start(&self.telemetry, &self.provider, &request);
         let inner = record.span().in_scope(|| self.inner.call(request));
         AttemptFuture::new(inner, record)
     }
