@@ -151,23 +151,22 @@ impl Estimator {
 
     /// Records a call's real output tokens for its scene.
     pub fn observe_output(&self, scene: &Scene, output_tokens: u64) {
-        let existing = self
+        // Recorded under the read lock: the histogram's counters are atomic.
+        if let Some(histogram) = self
             .learned
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(scene)
-            .cloned();
-        let histogram = match existing {
-            Some(h) => h,
-            None => self
-                .learned
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(scene.clone())
-                .or_default()
-                .clone(),
-        };
-        histogram.record(output_tokens);
+        {
+            histogram.record(output_tokens);
+            return;
+        }
+        self.learned
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(scene.clone())
+            .or_default()
+            .record(output_tokens);
     }
 
     /// The estimate for `body` in `scene`.

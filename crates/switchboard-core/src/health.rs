@@ -3,7 +3,7 @@
 //! The breaker layer writes it (state, outcomes, first-token latency, in-flight calls);
 //! hedging and routing read it. It lives in core so no layer crate depends on another.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};

@@ -1,6 +1,6 @@
 //! [`Dispatch`]: the shared provider service that sends each attempt where it names.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

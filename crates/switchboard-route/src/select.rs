@@ -1,6 +1,6 @@
 //! Provider selection: from a tier, a model and the board to a `Route` and its reason.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::time::Duration;
 
 use switchboard_core::{
