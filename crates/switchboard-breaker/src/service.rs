@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use switchboard_core::{ChatRequest, ChatResponse, Error, ProviderHealth, ProviderId};
+use switchboard_core::{CallClock, ChatRequest, ChatResponse, Error, ProviderHealth, ProviderId};
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower::Service;
 
@@ -141,8 +141,10 @@ where
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
-        // One clock read for the admission and the call's start.
-        let now = Instant::now();
+        // One clock reading for the admission and the call's start (the enclosing
+        // `call`'s, when there is one).
+        let clock = CallClock::enter();
+        let now = clock.now();
         let ticket = match self.permit.take() {
             Some(permit) => permit.take(),
             None => match self.shared.acquire(now) {

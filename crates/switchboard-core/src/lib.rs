@@ -57,6 +57,7 @@
 )]
 
 mod attempts;
+mod clock;
 mod deadline;
 mod decision;
 mod disposition;
@@ -79,6 +80,7 @@ mod trace;
 mod usage;
 
 pub use attempts::{Attempt, AttemptKind, AttemptOutcome, Attempts, WinReason};
+pub use clock::CallClock;
 pub use deadline::Deadline;
 pub use decision::{RolloutArm, RouteDecision, RouteReason, SkippedProvider};
 pub use disposition::{Degradation, Degraded, Disposition, Status};

@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use switchboard_core::{
-    Attempt, AttemptKind, AttemptOutcome, Attempts, ChatRequest, ChatResponse, Deadline, Degraded,
-    Error, HealthBoard, ProviderId, Target, TimeoutPhase, WinReason,
+    Attempt, AttemptKind, AttemptOutcome, Attempts, CallClock, ChatRequest, ChatResponse, Deadline,
+    Degraded, Error, HealthBoard, ProviderId, Target, TimeoutPhase, WinReason,
 };
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower::Service;
@@ -74,7 +74,8 @@ impl<S, F> ResponseFuture<S, F> {
             Start::Route(t) => (t, None),
             Start::Fail(e) => (VecDeque::new(), Some(e)),
         };
-        let now = Instant::now();
+        // Made in the hedge's `call`: the enclosing chain's reading.
+        let now = CallClock::enter().now();
         Self {
             service,
             service_ready: true,
@@ -137,6 +138,9 @@ where
                 message: "hedge future polled after completion".into(),
             }));
         }
+        // An attempt started below is polled in this same `poll`, where its layers' `call`s
+        // run: they share the reading its start was timed with.
+        let mut clock: Option<CallClock> = None;
         loop {
             // 1. Attempts under way. A first token wins; polled before the soft timer, so
             // an answer that arrives with the timer is taken rather than hedged.
@@ -244,7 +248,7 @@ where
             // 2. Start the next attempt when one is wanted and allowed.
             if let Some(kind) = *this.next {
                 // One clock reading for the deadline check and the attempt's start.
-                let now = Instant::now();
+                let now = clock.get_or_insert_with(CallClock::enter).now();
                 let deadline_passed = this.deadline.is_some_and(|d| now >= d.instant());
                 let max = this.shared.config.max_attempts.max(1);
                 let exhausted = *this.sent >= max || this.targets.is_empty() || deadline_passed;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use switchboard_core::{
-    ChatEvent, ChatResponse, Error, EventStream, PriceTable, RouteDecision, Usage,
+    CallClock, ChatEvent, ChatResponse, Error, EventStream, PriceTable, RouteDecision, Usage,
 };
 use tokio::time::Instant;
 
@@ -52,7 +52,7 @@ impl<F> ResponseFuture<F> {
             kind: Kind::Called {
                 future,
                 decision: Some(decision),
-                start: observer.is_some().then(Instant::now),
+                start: observer.is_some().then(|| CallClock::enter().now()),
                 observer,
             },
         }

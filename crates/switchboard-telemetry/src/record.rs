@@ -84,7 +84,7 @@ struct Answered {
 }
 
 impl CallRecord {
-    pub(crate) fn start(telemetry: Telemetry, request: &ChatRequest) -> Self {
+    pub(crate) fn start(telemetry: Telemetry, request: &ChatRequest, now: Instant) -> Self {
         let labels = Labels::of(request);
         let requested = request.body().model.clone();
         // Field values are only evaluated when the span is enabled.
@@ -105,7 +105,7 @@ impl CallRecord {
             telemetry,
             labels,
             requested,
-            start: Instant::now(),
+            start: now,
             span,
             answered: None,
             done: false,
@@ -353,6 +353,7 @@ impl AttemptRecord {
         telemetry: &Telemetry,
         provider: &ProviderId,
         request: &ChatRequest,
+        now: Instant,
     ) -> Self {
         let labels = Labels::of(request);
         let model = request.body().model.as_str();
@@ -387,7 +388,7 @@ impl AttemptRecord {
         );
         Self {
             series,
-            start: Instant::now(),
+            start: now,
             span,
             done: false,
         }

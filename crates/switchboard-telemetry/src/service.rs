@@ -2,7 +2,7 @@
 
 use std::task::{Context, Poll};
 
-use switchboard_core::{ChatRequest, ChatResponse, Error, ProviderId};
+use switchboard_core::{CallClock, ChatRequest, ChatResponse, Error, ProviderId};
 use tower::Service;
 
 use crate::Telemetry;
@@ -53,7 +53,9 @@ where
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
-        let record = CallRecord::start(self.telemetry.clone(), &request);
+        // The call's start, lent to the layers below for the rest of this `call`.
+        let clock = CallClock::enter();
+        let record = CallRecord::start(self.telemetry.clone(), &request, clock.now());
         // Inner layers' spans (routing, hedging, attempts) are children of the call's.
         let inner = record.span().in_scope(|| self.inner.call(request));
         ResponseFuture::new(inner, record)
@@ -109,7 +111,8 @@ where
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
-        let record = AttemptRecord::start(&self.telemetry, &self.provider, &request);
+        let clock = CallClock::enter();
+        let record = AttemptRecord::start(&self.telemetry, &self.provider, &request, clock.now());
         let inner = record.span().in_scope(|| self.inner.call(request));
         AttemptFuture::new(inner, record)
     }

@@ -2,7 +2,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use switchboard_core::{
-    ChatRequest, ChatResponse, Deadline, Error, ProviderId, Target, Tier, TimeoutPhase,
+    CallClock, ChatRequest, ChatResponse, Deadline, Error, ProviderId, Target, Tier, TimeoutPhase,
 };
 use tokio::time::Instant;
 use tower::Service;
@@ -64,7 +64,8 @@ where
     }
 
     fn call(&mut self, mut request: ChatRequest) -> Self::Future {
-        let now = Instant::now();
+        let clock = CallClock::enter();
+        let now = clock.now();
         let tier = request
             .extensions()
             .get::<Tier>()

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use switchboard_core::{Cost, Tier};
+use switchboard_core::{CallClock, Cost, Tier};
 use tokio::time::Instant;
 
 use super::bucket::{Bucket, MAX_SPEND};
@@ -151,7 +151,12 @@ impl MemoryLedger {
 
     /// The current window's number and the time left in it.
     pub fn now(&self) -> (u64, Duration) {
-        window_of(self.inner.origin.elapsed(), self.inner.window)
+        // Within a `call` (a reservation), the chain's reading.
+        let now = CallClock::enter().now();
+        window_of(
+            now.saturating_duration_since(self.inner.origin),
+            self.inner.window,
+        )
     }
 
     /// Reserves synchronously: what [`Ledger::reserve`] resolves to at once.
