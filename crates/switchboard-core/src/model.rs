@@ -103,7 +103,9 @@ impl fmt::Display for ModelName {
 
 impl PartialEq for ModelName {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        // Interned and shared names compare by address first.
+        let (a, b) = (self.as_str(), other.as_str());
+        std::ptr::eq(a, b) || a == b
     }
 }
 

@@ -154,7 +154,9 @@ macro_rules! name_type {
 
         impl PartialEq for $name {
             fn eq(&self, other: &Self) -> bool {
-                self.as_str() == other.as_str()
+                // Interned names compare by address first.
+                let (a, b) = (self.as_str(), other.as_str());
+                std::ptr::eq(a, b) || a == b
             }
         }
 

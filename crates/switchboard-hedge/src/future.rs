@@ -1,4 +1,3 @@
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,7 +6,7 @@ use std::time::Duration;
 
 use switchboard_core::{
     Attempt, AttemptKind, AttemptOutcome, Attempts, CallClock, ChatRequest, ChatResponse, Deadline,
-    Degraded, Error, HealthBoard, ProviderId, Target, TimeoutPhase, WinReason,
+    Degraded, Error, HealthBoard, ProviderId, Route, Target, TimeoutPhase, WinReason,
 };
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower::Service;
@@ -35,7 +34,7 @@ pin_project_lite::pin_project! {
         // the request moves instead of being cloned.
         request: Option<ChatRequest>,
         primary: Option<ProviderId>,
-        targets: VecDeque<Target>,
+        targets: Remaining,
         attempts: Attempts,
         running: Vec<Running<F>>,
         sent: u32,
@@ -61,9 +60,44 @@ impl<S, F> std::fmt::Debug for ResponseFuture<S, F> {
     }
 }
 
+/// The targets not tried yet, in order: the route's own, not copied into a queue (a route
+/// without fallbacks costs no allocation).
+#[derive(Debug, Default)]
+pub(crate) struct Remaining {
+    primary: Option<Target>,
+    fallbacks: std::vec::IntoIter<Target>,
+}
+
+impl Remaining {
+    pub(crate) fn new(route: Route) -> Self {
+        Self {
+            primary: Some(route.primary),
+            fallbacks: route.fallbacks.into_iter(),
+        }
+    }
+
+    fn front(&self) -> Option<&Target> {
+        self.primary
+            .as_ref()
+            .or_else(|| self.fallbacks.as_slice().first())
+    }
+
+    fn pop_front(&mut self) -> Option<Target> {
+        self.primary.take().or_else(|| self.fallbacks.next())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.front().is_none()
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
 pub(crate) enum Start {
     /// Route known: try these targets in order.
-    Route(VecDeque<Target>),
+    Route(Remaining),
     /// No route: fail with this error.
     Fail(Error),
 }
@@ -72,7 +106,7 @@ impl<S, F> ResponseFuture<S, F> {
     pub(crate) fn new(service: S, request: ChatRequest, start: Start, shared: Arc<Shared>) -> Self {
         let (targets, last_error) = match start {
             Start::Route(t) => (t, None),
-            Start::Fail(e) => (VecDeque::new(), Some(e)),
+            Start::Fail(e) => (Remaining::default(), Some(e)),
         };
         // Made in the hedge's `call`: the enclosing chain's reading.
         let now = CallClock::enter().now();
@@ -120,7 +154,7 @@ fn soft_timeout(
 
 /// Whether a hedge could still start after `sent` attempts: hedging not stopped by the
 /// budget, a target left, and room under `max_attempts`.
-fn can_hedge(stopped: bool, targets: &VecDeque<Target>, sent: u32, config: &HedgeConfig) -> bool {
+fn can_hedge(stopped: bool, targets: &Remaining, sent: u32, config: &HedgeConfig) -> bool {
     !stopped && !targets.is_empty() && sent < config.max_attempts.max(1)
 }
 

@@ -1,4 +1,3 @@
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -7,7 +6,7 @@ use tower::Service;
 
 use crate::HedgeConfig;
 use crate::budget::HedgeBudget;
-use crate::future::{ResponseFuture, Start};
+use crate::future::{Remaining, ResponseFuture, Start};
 
 /// Hedges calls across the providers of a route. Built by
 /// [`HedgeLayer`](crate::HedgeLayer); clones share the budget.
@@ -76,7 +75,7 @@ where
             .get::<Route>()
             .or(self.shared.route.as_ref());
         let start = match route {
-            Some(route) => Start::Route(route.targets().cloned().collect::<VecDeque<_>>()),
+            Some(route) => Start::Route(Remaining::new(route.clone())),
             None => Start::Fail(Error::NoProvider {
                 message:
                     "no Route extension on the request and no route configured on the hedge layer"

@@ -162,9 +162,8 @@ impl MemoryLedger {
     /// Reserves synchronously: what [`Ledger::reserve`] resolves to at once.
     pub fn try_reserve(&self, account: &Account, amount: Cost) -> Result<Hold, Refusal> {
         let (window, resets_in) = self.now();
-        let scopes = self.inner.caps.scopes(account);
-        let mut taken: Vec<ScopeSpend> = Vec::with_capacity(scopes.len());
-        for (scope, cap) in scopes {
+        let mut taken: Vec<ScopeSpend> = Vec::new();
+        for (scope, cap) in self.inner.caps.each_scope(account) {
             match self
                 .bucket(&scope)
                 .try_reserve(window, amount.as_nanos(), cap.as_nanos())

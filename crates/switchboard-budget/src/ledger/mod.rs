@@ -106,19 +106,21 @@ impl Caps {
     /// The capped scopes an account is charged to, with their caps: global, then tier,
     /// then tenant.
     pub fn scopes(&self, account: &Account) -> Vec<(Scope, Cost)> {
-        let mut scopes = Vec::with_capacity(3);
-        if let Some(cap) = self.global {
-            scopes.push((Scope::Global, cap));
-        }
-        if let Some(cap) = self.tiers[account.tier.index()] {
-            scopes.push((Scope::Tier(account.tier), cap));
-        }
-        if let Some(tenant) = &account.tenant {
-            if let Some(cap) = self.tenants.get(tenant).copied().or(self.every_tenant) {
-                scopes.push((Scope::Tenant(tenant.clone()), cap));
-            }
-        }
-        scopes
+        self.each_scope(account).collect()
+    }
+
+    /// [`scopes`](Caps::scopes) without collecting them (the reservation path).
+    pub(crate) fn each_scope<'a>(
+        &'a self,
+        account: &'a Account,
+    ) -> impl Iterator<Item = (Scope, Cost)> + 'a {
+        let global = self.global.map(|cap| (Scope::Global, cap));
+        let tier = self.tiers[account.tier.index()].map(|cap| (Scope::Tier(account.tier), cap));
+        let tenant = account.tenant.as_ref().and_then(|tenant| {
+            let cap = self.tenants.get(tenant).copied().or(self.every_tenant)?;
+            Some((Scope::Tenant(tenant.clone()), cap))
+        });
+        global.into_iter().chain(tier).chain(tenant)
     }
 }
 
