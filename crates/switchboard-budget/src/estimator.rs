@@ -28,6 +28,9 @@ use crate::tokenize::{TokenCounting, count_chat};
 #[derive(Debug)]
 pub struct Estimator {
     prices: PriceTable,
+    /// The table's entries by name, for the request path (a hash, not a walk down a tree
+    /// of string comparisons).
+    exact: HashMap<String, Price>,
     priciest: Price,
     max_output: HashMap<String, u64>,
     aliases: HashMap<String, ModelName>,
@@ -90,7 +93,7 @@ impl Estimator {
     /// The price of `model` or of the model it is a snapshot of, if the table has one.
     pub fn known_price(&self, model: &str) -> Option<Price> {
         let model = self.resolve(model);
-        if let Some(price) = self.prices.get(model) {
+        if let Some(price) = self.exact.get(model) {
             return Some(*price);
         }
         if let Some(found) = self
@@ -255,6 +258,11 @@ impl EstimatorBuilder {
                 cached_input: None,
             });
         Estimator {
+            exact: self
+                .prices
+                .iter()
+                .map(|(model, price)| (model.to_owned(), *price))
+                .collect(),
             prices: self.prices,
             priciest,
             max_output: self.max_output,

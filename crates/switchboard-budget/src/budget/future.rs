@@ -179,9 +179,10 @@ where
                     let mut settlement = settlement.take().expect("polled after completion");
                     return Poll::Ready(match result {
                         Ok(mut response) => {
-                            let price = this
-                                .policy
-                                .as_ref()
+                            // A failover may have answered with another model: its price.
+                            let price = (!settlement.priced(response.model()))
+                                .then(|| this.policy.as_ref())
+                                .flatten()
                                 .and_then(|p| p.estimator.known_price(response.model()));
                             settlement.answered_by(
                                 response.provider().clone(),

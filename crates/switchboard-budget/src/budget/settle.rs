@@ -56,6 +56,11 @@ impl<L: Ledger> Settlement<L> {
     }
 
     /// Prices the rest of the call at the model that actually answered, when known.
+    /// Whether `model` is the one the estimate priced (its price is already known).
+    pub(crate) fn priced(&self, model: &str) -> bool {
+        *self.estimate.model == *model
+    }
+
     pub(crate) fn answered_by(&mut self, provider: ProviderId, model: &str, price: Option<Price>) {
         if let Some(price) = price {
             self.price = price;
