@@ -180,9 +180,10 @@ where
                     return Poll::Ready(match result {
                         Ok(mut response) => {
                             // A failover may have answered with another model: its price.
-                            let price = (!settlement.priced(response.model()))
-                                .then(|| this.policy.as_ref())
-                                .flatten()
+                            let price = this
+                                .policy
+                                .as_ref()
+                                .filter(|_| !settlement.priced(response.model()))
                                 .and_then(|p| p.estimator.known_price(response.model()));
                             settlement.answered_by(
                                 response.provider().clone(),
