@@ -33,7 +33,8 @@ pub struct Estimator {
     exact: HashMap<String, Price>,
     priciest: Price,
     max_output: HashMap<String, u64>,
-    aliases: HashMap<String, ModelName>,
+    /// Logical name → the concrete model it is priced as, and how its tokens count.
+    aliases: HashMap<String, (ModelName, TokenCounting)>,
     default_max_output: u64,
     default_expected_output: u64,
     percentile: u32,
@@ -81,7 +82,7 @@ impl Estimator {
 
     /// The concrete model a (possibly logical) model name is priced as.
     pub fn resolve<'a>(&'a self, model: &'a str) -> &'a str {
-        self.aliases.get(model).map_or(model, ModelName::as_str)
+        self.aliases.get(model).map_or(model, |(concrete, _)| concrete.as_str())
     }
 
     /// The price used for `model`: its own, its base model's for a snapshot, else the
@@ -141,7 +142,11 @@ impl Estimator {
 
     /// Input tokens of `body`: `(estimate, bound)`.
     pub fn input_tokens(&self, body: &ChatBody) -> (u64, u64) {
-        count_chat(TokenCounting::for_model(self.resolve(&body.model)), body)
+        let counting = match self.aliases.get(&body.model) {
+            Some(&(_, counting)) => counting,
+            None => TokenCounting::for_model(&body.model),
+        };
+        count_chat(counting, body)
     }
 
     /// The learned expected output for `scene`, once it has enough samples.
@@ -176,7 +181,7 @@ impl Estimator {
     pub fn estimate(&self, body: &ChatBody, scene: Option<&Scene>) -> CostEstimate {
         // An alias's concrete name is shared; a concrete name asked for is copied once.
         let model = match self.aliases.get(&body.model) {
-            Some(concrete) => concrete.clone(),
+            Some((concrete, _)) => concrete.clone(),
             None => ModelName::from(&body.model),
         };
         let price = self.price_of(&model);
@@ -266,7 +271,14 @@ impl EstimatorBuilder {
             prices: self.prices,
             priciest,
             max_output: self.max_output,
-            aliases: self.aliases,
+            aliases: self
+                .aliases
+                .into_iter()
+                .map(|(logical, concrete)| {
+                    let counting = TokenCounting::for_model(&concrete);
+                    (logical, (concrete, counting))
+                })
+                .collect(),
             default_max_output: self.default_max_output,
             default_expected_output: self.default_expected_output,
             percentile: self.percentile,
