@@ -82,7 +82,9 @@ impl Estimator {
 
     /// The concrete model a (possibly logical) model name is priced as.
     pub fn resolve<'a>(&'a self, model: &'a str) -> &'a str {
-        self.aliases.get(model).map_or(model, |(concrete, _)| concrete.as_str())
+        self.aliases
+            .get(model)
+            .map_or(model, |(concrete, _)| concrete.as_str())
     }
 
     /// The price used for `model`: its own, its base model's for a snapshot, else the

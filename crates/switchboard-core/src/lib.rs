@@ -4,6 +4,9 @@
 //! Every value that crosses a layer boundary lives here, so that layer crates depend on
 //! this crate and never on each other: a [`Tier`] and [`Scene`] set at admission, a
 //! [`Degraded`] list that budget and hedging append to, the [`Disposition`] an edge reports.
+//! They travel in [`Extensions`] (a type map with a typed slot for each of them), names are
+//! cheap to copy ([`ModelName`], [`ProviderId`]: static or shared, and interned when
+//! deserialized), and a synchronous chain of `call`s reads the clock once ([`CallClock`]).
 //!
 //! # The provider contract
 //!

@@ -5,11 +5,12 @@
 //! stack, the default). Subtract two runs with different counts to remove the set-up, or
 //! profile only the measured loop (after 200 warm-up requests):
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*profile_stack::measured*'`.
+//! `SB_OWNED=1` calls one owned stack (`ready`, `call`) instead of a clone per request.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -41,10 +42,22 @@ fn measured(
     rt.block_on(run(service, n))
 }
 
+/// Each request clones the boxed stack and calls the clone (`oneshot`), as axum and tonic
+/// servers do; with `SB_OWNED` set, one owned stack is made ready and called instead.
 async fn run(service: &switchboard_core::BoxProvider, n: usize) -> usize {
+    let owned = std::env::var_os("SB_OWNED").is_some();
+    let mut stack = service.clone();
     let mut answered = 0;
     for _ in 0..n {
-        if let Ok(response) = service.clone().oneshot(common::request()).await {
+        let called = if owned {
+            match stack.ready().await {
+                Ok(ready) => ready.call(common::request()).await,
+                Err(error) => Err(error),
+            }
+        } else {
+            service.clone().oneshot(common::request()).await
+        };
+        if let Ok(response) = called {
             if response.collect().await.is_ok() {
                 answered += 1;
             }
