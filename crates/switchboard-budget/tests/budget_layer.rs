@@ -142,6 +142,37 @@ async fn settles_the_real_cost_from_usage_when_the_stream_ends() {
     assert_eq!(ledger.spent(&Scope::Global), books.committed);
 }
 
+/// A ledger that decides at once (the memory ledger) is reserved for in `call`, and the
+/// inner service is called there too: a future dropped before it is ever polled settles
+/// its hold like a caller who gave up before the first token (the input only), and holds
+/// nothing.
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_before_its_first_poll_holds_nothing() {
+    let ledger = MemoryLedger::new(Caps::new().global(usd("1")));
+    let spy = Spy::new(SimConfig::instant());
+    let mut service = BudgetLayer::new(ledger.clone()).layer(spy.clone());
+    let future = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request("gpt-4o-mini", "hi", 100, Tier::L1));
+    assert_eq!(ledger.books().open_holds, 1, "reserved in `call`");
+    assert_eq!(spy.calls(), 1, "sent in `call`");
+    drop(future);
+    let estimate = spy
+        .last()
+        .extensions()
+        .get::<CostEstimate>()
+        .cloned()
+        .unwrap();
+    let books = ledger.books();
+    assert_eq!((books.outstanding, books.open_holds), (Cost::ZERO, 0));
+    assert_eq!(
+        books.committed,
+        estimate.cost_of(&Usage::new(estimate.input_tokens, 0))
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn refunds_when_the_provider_fails_before_the_first_token() {
     let ledger = MemoryLedger::new(Caps::new().global(usd("1")));

@@ -233,7 +233,9 @@ pub trait Ledger: Clone + Send + Sync + 'static {
     ///
     /// The budget layer tries this first: a reservation decided in `call` lets it call
     /// the inner service it was made ready on, instead of keeping a clone of it for
-    /// later.
+    /// later. Its verdict is then taken in `call` too (a blocked request is queued, or
+    /// looked up in the answer cache, from there), and a future dropped unpolled settles
+    /// its hold through the settlement guard.
     fn reserve_now(&self, account: &Account, amount: Cost) -> Option<Result<Hold, Refusal>> {
         let _ = (account, amount);
         None
