@@ -45,6 +45,15 @@ impl Spy {
             .expect("a request reached the provider")
     }
 
+    /// The cost estimate the last request reached the provider with.
+    fn last_estimate(&self) -> CostEstimate {
+        self.last()
+            .extensions()
+            .get::<CostEstimate>()
+            .cloned()
+            .expect("the budget layer set an estimate")
+    }
+
     fn calls(&self) -> u64 {
         self.sim.stats().calls()
     }
@@ -159,17 +168,13 @@ async fn a_call_dropped_before_its_first_poll_holds_nothing() {
     assert_eq!(ledger.books().open_holds, 1, "reserved in `call`");
     assert_eq!(spy.calls(), 1, "sent in `call`");
     drop(future);
-    let estimate = spy
-        .last()
-        .extensions()
-        .get::<CostEstimate>()
-        .cloned()
-        .unwrap();
+    let estimate = spy.last_estimate();
     let books = ledger.books();
     assert_eq!((books.outstanding, books.open_holds), (Cost::ZERO, 0));
     assert_eq!(
         books.committed,
-        estimate.cost_of(&Usage::new(estimate.input_tokens, 0))
+        estimate.cost_of(&Usage::new(estimate.input_tokens, 0)),
+        "the prompt was sent, so its input is charged"
     );
 }
 
@@ -256,12 +261,7 @@ async fn a_caller_that_gives_up_before_the_first_token_is_charged_the_input_only
         1,
         "dropping the future cancelled the call"
     );
-    let estimate = spy
-        .last()
-        .extensions()
-        .get::<CostEstimate>()
-        .cloned()
-        .unwrap();
+    let estimate = spy.last_estimate();
     let books = ledger.books();
     assert_eq!(
         (books.outstanding, books.open_holds),
@@ -719,12 +719,7 @@ async fn estimate_layer_sets_the_estimate_and_learns_the_scene_output() {
     let mut req = request("gpt-4o-mini", "summarize this", 500, Tier::L1);
     req.extensions_mut().insert(Scene::SUMMARY);
     let response = send(&mut service, req).await.unwrap();
-    let estimate = spy
-        .last()
-        .extensions()
-        .get::<CostEstimate>()
-        .cloned()
-        .unwrap();
+    let estimate = spy.last_estimate();
     assert_eq!(estimate, estimator.estimate(spy.last().body(), None));
     assert_eq!(estimate.expected_output_tokens, 500, "nothing learned yet");
     response.collect().await.unwrap();

@@ -166,13 +166,7 @@ impl Extensions {
 
     /// The value of type `T`, inserting `T::default()` first if there is none.
     pub fn get_or_insert_default<T: Default + Clone + Send + Sync + 'static>(&mut self) -> &mut T {
-        if Slots::holds::<T>() {
-            let slots = self.slots.get_or_insert_with(Box::default);
-            if let Some(slot) = slots.slot_mut::<T>() {
-                return slot.get_or_insert_with(T::default);
-            }
-        }
-        self.other.get_or_insert_default()
+        self.get_or_insert_with(T::default)
     }
 
     /// Removes and returns the value of type `T`.

@@ -36,10 +36,15 @@ impl Repr {
     pub(crate) fn interned(name: &str) -> Repr {
         static NAMES: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Mutex::default);
         let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::intern_in(&mut names, MAX_INTERNED, name)
+    }
+
+    /// `name` from `names`, added (leaked) while the set holds fewer than `max`.
+    fn intern_in(names: &mut HashSet<&'static str>, max: usize, name: &str) -> Repr {
         if let Some(&known) = names.get(name) {
             return Repr::Static(known);
         }
-        if names.len() >= MAX_INTERNED {
+        if names.len() >= max {
             return Repr::Shared(Arc::from(name));
         }
         let leaked: &'static str = Box::leak(Box::from(name));
@@ -285,6 +290,26 @@ name_type!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_interned_set_stops_growing_at_its_bound() {
+        let mut names = HashSet::new();
+        assert!(matches!(
+            Repr::intern_in(&mut names, 2, "a"),
+            Repr::Static("a")
+        ));
+        assert!(matches!(
+            Repr::intern_in(&mut names, 2, "b"),
+            Repr::Static("b")
+        ));
+        // Full: a new name is shared, not added; known names stay interned.
+        assert!(matches!(Repr::intern_in(&mut names, 2, "c"), Repr::Shared(ref s) if &**s == "c"));
+        assert!(matches!(
+            Repr::intern_in(&mut names, 2, "a"),
+            Repr::Static("a")
+        ));
+        assert_eq!(names.len(), 2);
+    }
 
     #[test]
     fn deserialized_names_are_validated_and_interned() {

@@ -218,13 +218,10 @@ where
                                 response.provider(),
                                 this.attempts.sent()
                             );
-                            let ext = response.extensions_mut();
-                            if ext.get::<Degraded>().is_none() {
-                                ext.insert(Degraded::default());
-                            }
-                            if let Some(d) = ext.get_mut::<Degraded>() {
-                                d.push(why.code(), detail);
-                            }
+                            response
+                                .extensions_mut()
+                                .get_or_insert_default::<Degraded>()
+                                .push(why.code(), detail);
                         }
                         tracing::debug!(
                             winner = %response.provider(),

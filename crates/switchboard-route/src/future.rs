@@ -3,11 +3,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures_core::Stream;
 use switchboard_core::{
-    CallClock, ChatEvent, ChatResponse, Error, EventStream, PriceTable, RouteDecision, Usage,
+    ChatEvent, ChatResponse, Error, EventStream, PriceTable, RouteDecision, Usage,
 };
 use tokio::time::Instant;
 
@@ -19,6 +18,8 @@ pub(crate) struct Observer {
     pub(crate) handle: RolloutHandle,
     pub(crate) assignment: Assignment,
     pub(crate) prices: Arc<PriceTable>,
+    /// When the call was routed: the rollout compares first-token times.
+    pub(crate) start: Instant,
 }
 
 pin_project_lite::pin_project! {
@@ -37,8 +38,6 @@ pin_project_lite::pin_project! {
             future: F,
             decision: Option<RouteDecision>,
             observer: Option<Observer>,
-            // Only a rollout's observer needs the first-token time.
-            start: Option<Instant>,
         },
         Failed {
             error: Option<Error>,
@@ -52,7 +51,6 @@ impl<F> ResponseFuture<F> {
             kind: Kind::Called {
                 future,
                 decision: Some(decision),
-                start: observer.is_some().then(|| CallClock::enter().now()),
                 observer,
             },
         }
@@ -88,7 +86,6 @@ where
                 future,
                 decision,
                 observer,
-                start,
             } => {
                 let result = std::task::ready!(future.poll(cx));
                 let observer = observer.take();
@@ -98,9 +95,8 @@ where
                             response.extensions_mut().insert(decision);
                         }
                         if let Some(o) = observer {
-                            let first_token = start.map_or(Duration::ZERO, |s| s.elapsed());
                             o.handle
-                                .observe(o.assignment, Outcome::FirstToken(first_token));
+                                .observe(o.assignment, Outcome::FirstToken(o.start.elapsed()));
                             let model = response.model().to_owned();
                             response = response.map_events(move |events| ObservedEvents {
                                 events,

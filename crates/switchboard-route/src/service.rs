@@ -2,8 +2,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use switchboard_core::{
-    ChatRequest, ChatResponse, CostEstimate, Error, HealthBoard, PriceTable, RequestHead, TenantId,
-    Tier,
+    CallClock, ChatRequest, ChatResponse, CostEstimate, Error, HealthBoard, PriceTable,
+    RequestHead, TenantId, Tier,
 };
 use tower::Service;
 
@@ -93,6 +93,7 @@ where
             handle: r.handle.clone(),
             assignment: a,
             prices: shared.prices.clone(),
+            start: CallClock::enter().now(),
         });
         match selected {
             Ok((route, mut decision)) => {

@@ -103,7 +103,8 @@ impl Stream for TimedEvents {
                 // straight on (as the gateway's writer does), and costs one clock read per
                 // quiet spell instead of one per event. A consumer that pauses between
                 // polls delays the timeout by its pause; it never brings it forward.
-                if std::mem::take(this.fresh) || this.last.is_none() {
+                // `fresh` starts true: the first quiet spell always sets `last`.
+                if std::mem::take(this.fresh) {
                     *this.last = Some(Instant::now());
                 }
             }

@@ -647,12 +647,10 @@ impl<L: Ledger> Ledger for LeasedLedger<L> {
     type Reserve = LeasedReserve;
 
     fn reserve(&self, account: &Account, amount: Cost) -> Self::Reserve {
-        if amount.as_nanos() <= self.shared.slice {
-            if let Some(hold) = self.try_local(account, amount.as_nanos(), Instant::now()) {
-                return LeasedReserve {
-                    state: ReserveState::Ready(Some(Ok(hold))),
-                };
-            }
+        if let Some(reserved) = self.reserve_now(account, amount) {
+            return LeasedReserve {
+                state: ReserveState::Ready(Some(reserved)),
+            };
         }
         LeasedReserve {
             state: ReserveState::Waiting(Box::pin(

@@ -34,9 +34,8 @@ impl fmt::Display for Scope {
     /// `global`, `tier:L1`, `tenant:acme`: the `scope` of a `BudgetExceeded` error.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Scope::Global => f.write_str("global"),
-            Scope::Tier(t) => write!(f, "tier:{t}"),
             Scope::Tenant(t) => write!(f, "tenant:{t}"),
+            _ => f.write_str(&self.name()),
         }
     }
 }
@@ -50,7 +49,7 @@ impl Scope {
             Scope::Tier(Tier::L0) => Cow::Borrowed("tier:L0"),
             Scope::Tier(Tier::L1) => Cow::Borrowed("tier:L1"),
             Scope::Tier(Tier::L2) => Cow::Borrowed("tier:L2"),
-            Scope::Tenant(_) => Cow::Owned(self.to_string()),
+            Scope::Tenant(t) => Cow::Owned(format!("tenant:{t}")),
         }
     }
 }
@@ -264,4 +263,29 @@ pub(crate) fn window_of(elapsed: Duration, len: Duration) -> (u64, Duration) {
     let window = (at / len_ns) as u64;
     let resets_in = Duration::from_nanos((len_ns - at % len_ns) as u64);
     (window, resets_in)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_names_are_what_display_writes() {
+        let tenant = TenantId::new("acme").unwrap();
+        for (scope, name) in [
+            (Scope::Global, "global"),
+            (Scope::Tier(Tier::L0), "tier:L0"),
+            (Scope::Tier(Tier::L1), "tier:L1"),
+            (Scope::Tier(Tier::L2), "tier:L2"),
+            (Scope::Tenant(tenant), "tenant:acme"),
+        ] {
+            assert_eq!(scope.name(), name);
+            assert_eq!(scope.to_string(), name);
+            assert_eq!(
+                matches!(scope.name(), Cow::Borrowed(_)),
+                !matches!(scope, Scope::Tenant(_)),
+                "only a tenant's name is built"
+            );
+        }
+    }
 }
