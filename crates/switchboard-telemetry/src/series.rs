@@ -5,10 +5,14 @@
 //! its answer starts. The first call with a given set binds every instrument it may record
 //! on the common path (OpenTelemetry's bound instruments) and caches them under those label
 //! values; later calls find them with one hash of a few short strings and record with one
-//! atomic operation each. Rare outcomes (errors, degradations, hedges, failovers) keep the
+//! atomic operation each. Each thread also remembers its last few label sets, so a lookup
+//! that repeats the one before (the usual case) takes neither the cache's lock nor a hash. Rare outcomes (errors, degradations, hedges, failovers) keep the
 //! attribute sets beside the bound handles and record through the ordinary instruments.
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use hashbrown::{Equivalent, HashMap};
@@ -57,20 +61,34 @@ impl Equivalent<Key> for KeyRef<'_> {
 
 /// Series by label values, built on first use.
 pub(crate) struct Cache<V> {
+    /// Tells this cache's entries in the threads' memos from another's (an address could be
+    /// reused after a drop; an id is not).
+    id: u64,
     map: RwLock<HashMap<Key, Arc<V>>>,
 }
 
 impl<V> Default for Cache<V> {
     fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
             map: RwLock::new(HashMap::new()),
         }
     }
 }
 
-impl<V> Cache<V> {
+impl<V: Send + Sync + 'static> Cache<V> {
     /// The series for `labels`, built by `make` the first time.
     pub(crate) fn get(&self, labels: &[&str], make: impl FnOnce() -> V) -> Arc<V> {
+        if let Some(series) = Memo::recall(self.id, labels) {
+            return series;
+        }
+        let series = self.lookup(labels, make);
+        Memo::remember(self.id, labels, &series);
+        series
+    }
+
+    fn lookup(&self, labels: &[&str], make: impl FnOnce() -> V) -> Arc<V> {
         let key = KeyRef(labels);
         if let Some(series) = self
             .map
@@ -87,10 +105,65 @@ impl<V> Cache<V> {
             return Arc::clone(existing);
         }
         if map.len() < LIMIT {
-            let owned = Key(labels.iter().map(|s| Box::from(*s)).collect());
-            map.insert(owned, Arc::clone(&series));
+            map.insert(Key::of(labels), Arc::clone(&series));
         }
         series
+    }
+}
+
+impl Key {
+    fn of(labels: &[&str]) -> Self {
+        Key(labels.iter().map(|s| Box::from(*s)).collect())
+    }
+}
+
+/// How many recent lookups each thread remembers, across all caches: a call series and an
+/// attempt series per request, a few models or tenants in turn.
+const MEMO: usize = 8;
+
+/// One thread's recent lookups: (cache, labels) → series, replaced in turn. Entries never
+/// go stale (a cache never rebinds a label set); at most [`MEMO`] series per thread are
+/// kept alive past their cache's drop, until replaced or the thread ends.
+struct Memo {
+    entries: [Option<(u64, Key, Arc<dyn Any + Send + Sync>)>; MEMO],
+    next: usize,
+}
+
+thread_local! {
+    static RECENT: RefCell<Memo> = const {
+        RefCell::new(Memo {
+            entries: [const { None }; MEMO],
+            next: 0,
+        })
+    };
+}
+
+impl Memo {
+    fn recall<V: Send + Sync + 'static>(cache: u64, labels: &[&str]) -> Option<Arc<V>> {
+        let key = KeyRef(labels);
+        let found = RECENT
+            .try_with(|memo| {
+                let memo = memo.try_borrow().ok()?;
+                memo.entries
+                    .iter()
+                    .flatten()
+                    .find(|(id, k, _)| *id == cache && key.equivalent(k))
+                    .map(|(_, _, series)| Arc::clone(series))
+            })
+            .ok()??;
+        found.downcast().ok()
+    }
+
+    fn remember<V: Send + Sync + 'static>(cache: u64, labels: &[&str], series: &Arc<V>) {
+        // A thread being torn down, or a re-entrant lookup, just skips the memo.
+        let _ = RECENT.try_with(|memo| {
+            if let Ok(mut memo) = memo.try_borrow_mut() {
+                let slot = memo.next;
+                memo.next = (slot + 1) % MEMO;
+                let series: Arc<dyn Any + Send + Sync> = series.clone();
+                memo.entries[slot] = Some((cache, Key::of(labels), series));
+            }
+        });
     }
 }
 
@@ -274,6 +347,35 @@ mod tests {
         });
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(built, 1);
+    }
+
+    #[test]
+    fn the_memo_tells_caches_and_label_sets_apart() {
+        let (a, b) = (Cache::<u32>::default(), Cache::<u32>::default());
+        assert_eq!(*a.get(&["L1", "chat"], || 1), 1);
+        // The same labels in another cache: that cache's own series, not the memo's.
+        assert_eq!(*b.get(&["L1", "chat"], || 2), 2);
+        assert_eq!(*a.get(&["L1", "chat"], || 9), 1);
+        assert_eq!(*b.get(&["L1", "chat"], || 9), 2);
+        assert_eq!(*a.get(&["L1", "code"], || 3), 3);
+        // More label sets than the memo holds: the older ones come from the map again.
+        for i in 0..(2 * MEMO as u32) {
+            a.get(&["L2", &i.to_string()], || 100 + i);
+        }
+        assert_eq!(*a.get(&["L1", "chat"], || 9), 1);
+        assert_eq!(*a.get(&["L2", "0"], || 9), 100);
+    }
+
+    #[test]
+    fn a_cache_past_its_limit_still_answers_each_label_set() {
+        let cache = Cache::<usize>::default();
+        for i in 0..LIMIT {
+            cache.get(&[&i.to_string()], || i);
+        }
+        // Not kept in the map; the memo may remember it, the answer is the same either way.
+        let extra = cache.get(&["extra"], || 7);
+        assert_eq!(*extra, 7);
+        assert_eq!(cache.map.read().unwrap().len(), LIMIT);
     }
 
     #[test]
