@@ -5,7 +5,7 @@
 
 use hashbrown::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::Waker;
 use std::time::Duration;
@@ -118,6 +118,10 @@ struct BoardInner {
     window: Duration,
     slices: u32,
     providers: RwLock<HashMap<ProviderId, ProviderHealth>>,
+    /// How many entries are not plainly closed (open, half-open or forced): while none is,
+    /// [`HealthBoard::state`] answers without the map's lock. Shared with the entries,
+    /// which keep it.
+    unsettled: Arc<AtomicUsize>,
 }
 
 impl Default for HealthBoard {
@@ -140,6 +144,7 @@ impl HealthBoard {
                 window: window.max(Duration::from_millis(1)),
                 slices: slices.max(1),
                 providers: RwLock::new(HashMap::new()),
+                unsettled: Arc::default(),
             }),
         }
     }
@@ -156,7 +161,12 @@ impl HealthBoard {
             .unwrap_or_else(PoisonError::into_inner);
         map.entry(id.clone())
             .or_insert_with(|| {
-                ProviderHealth::new(id.clone(), self.inner.window, self.inner.slices)
+                ProviderHealth::new(
+                    id.clone(),
+                    self.inner.window,
+                    self.inner.slices,
+                    self.inner.unsettled.clone(),
+                )
             })
             .clone()
     }
@@ -173,6 +183,10 @@ impl HealthBoard {
 
     /// The provider's breaker state; `Closed` for a provider the board has not seen.
     pub fn state(&self, id: &ProviderId) -> BreakerState {
+        // The common case, every breaker closed and nothing forced: one load, no lock.
+        if self.inner.unsettled.load(Ordering::Acquire) == 0 {
+            return BreakerState::Closed;
+        }
         // Read through the lock: no reference count on the provider's health.
         self.inner
             .providers
@@ -235,6 +249,10 @@ struct HealthCell {
     slice_len: Duration,
     window: Mutex<Window>,
     watchers: Mutex<Vec<Waker>>,
+    /// Whether this entry counts in its board's `unsettled`: changed only under this lock,
+    /// after the state or override it follows was stored.
+    counted: Mutex<bool>,
+    unsettled: Arc<AtomicUsize>,
 }
 
 const NOT_FORCED: u8 = 0;
@@ -242,7 +260,7 @@ const FORCED_OPEN: u8 = 1;
 const FORCED_CLOSED: u8 = 2;
 
 impl ProviderHealth {
-    fn new(id: ProviderId, window: Duration, slices: u32) -> Self {
+    fn new(id: ProviderId, window: Duration, slices: u32, unsettled: Arc<AtomicUsize>) -> Self {
         let slice_len = (window / slices).max(Duration::from_millis(1));
         Self {
             inner: Arc::new(HealthCell {
@@ -256,7 +274,27 @@ impl ProviderHealth {
                 slice_len,
                 window: Mutex::new(Window::new(slices as usize)),
                 watchers: Mutex::new(Vec::new()),
+                counted: Mutex::new(false),
+                unsettled,
             }),
+        }
+    }
+
+    /// Brings the board's count of unsettled entries up to date after a change of state
+    /// or override. Under the entry's lock, the last recount of concurrent changes sees
+    /// all of them, so the count ends right.
+    fn recount(&self) {
+        let cell = &*self.inner;
+        let mut counted = cell.counted.lock().unwrap_or_else(PoisonError::into_inner);
+        let unsettled = cell.forced.load(Ordering::Acquire) != NOT_FORCED
+            || cell.state.load(Ordering::Acquire) != BreakerState::Closed.to_u8();
+        if unsettled != *counted {
+            *counted = unsettled;
+            if unsettled {
+                cell.unsettled.fetch_add(1, Ordering::AcqRel);
+            } else {
+                cell.unsettled.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 
@@ -284,6 +322,7 @@ impl ProviderHealth {
     /// [`set_open`](Self::set_open) for open). Written by the breaker.
     pub fn set_state(&self, state: BreakerState) {
         self.inner.state.store(state.to_u8(), Ordering::Release);
+        self.recount();
     }
 
     /// Publishes that the breaker is open until `until`. Written by the breaker.
@@ -295,6 +334,7 @@ impl ProviderHealth {
         self.inner
             .state
             .store(BreakerState::Open.to_u8(), Ordering::Release);
+        self.recount();
     }
 
     /// While the breaker is open: the time left of its open period (zero once over).
@@ -319,24 +359,28 @@ impl ProviderHealth {
     /// or [`reset`](Self::reset).
     pub fn force_open(&self) {
         self.inner.forced.store(FORCED_OPEN, Ordering::Release);
+        self.recount();
         self.wake_watchers();
     }
 
     /// Holds the breaker closed: every call is admitted and nothing trips it.
     pub fn force_closed(&self) {
         self.inner.forced.store(FORCED_CLOSED, Ordering::Release);
+        self.recount();
         self.wake_watchers();
     }
 
     /// Removes an override; the breaker's own state applies again.
     pub fn clear_force(&self) {
         self.inner.forced.store(NOT_FORCED, Ordering::Release);
+        self.recount();
         self.wake_watchers();
     }
 
     /// Removes any override and asks the breaker to forget its history and close.
     pub fn reset(&self) {
         self.inner.forced.store(NOT_FORCED, Ordering::Release);
+        self.recount();
         self.inner.resets.fetch_add(1, Ordering::AcqRel);
         self.wake_watchers();
     }
@@ -440,7 +484,11 @@ impl ProviderHealth {
     }
 
     fn slice_index(&self) -> u64 {
-        let elapsed = self.inner.epoch.elapsed().as_nanos();
+        // The enclosing pass's reading: the breaker records its outcome in the same pass.
+        let elapsed = crate::CallClock::enter()
+            .now()
+            .saturating_duration_since(self.inner.epoch)
+            .as_nanos();
         let len = self.inner.slice_len.as_nanos().max(1);
         u64::try_from(elapsed / len).unwrap_or(u64::MAX)
     }
@@ -635,6 +683,64 @@ impl Slice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_board_answers_each_state_through_its_unsettled_count() {
+        let board = HealthBoard::new();
+        let (a, b) = (ProviderId::OPENAI, ProviderId::ANTHROPIC);
+        let (ha, hb) = (board.provider(&a), board.provider(&b));
+        let unsettled = || board.inner.unsettled.load(Ordering::Acquire);
+        assert_eq!((board.state(&a), unsettled()), (BreakerState::Closed, 0));
+
+        ha.set_open(Instant::now() + Duration::from_secs(5));
+        hb.force_closed();
+        assert_eq!(unsettled(), 2);
+        assert_eq!(board.state(&a), BreakerState::Open);
+        assert_eq!(board.state(&b), BreakerState::ForcedClosed);
+        // Publishing the same state again counts nothing twice.
+        ha.set_open(Instant::now() + Duration::from_secs(5));
+        assert_eq!(unsettled(), 2);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(board.state(&a), BreakerState::HalfOpen);
+
+        ha.set_state(BreakerState::HalfOpen);
+        hb.clear_force();
+        assert_eq!((board.state(&b), unsettled()), (BreakerState::Closed, 1));
+        ha.force_open();
+        ha.reset(); // clears the override; the breaker itself is still half-open
+        assert_eq!((board.state(&a), unsettled()), (BreakerState::HalfOpen, 1));
+        ha.set_state(BreakerState::Closed);
+        assert_eq!(
+            (board.state(&a), board.state(&b), unsettled()),
+            (BreakerState::Closed, BreakerState::Closed, 0)
+        );
+    }
+
+    #[test]
+    fn concurrent_changes_leave_the_count_right() {
+        let board = HealthBoard::new();
+        let h = board.provider(&ProviderId::OPENAI);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let h = h.clone();
+                s.spawn(move || {
+                    for i in 0..2_000 {
+                        match (t + i) % 3 {
+                            0 => h.force_open(),
+                            1 => h.clear_force(),
+                            _ => h.set_state(BreakerState::HalfOpen),
+                        }
+                    }
+                });
+            }
+        });
+        h.clear_force();
+        h.set_state(BreakerState::Closed);
+        assert_eq!(board.inner.unsettled.load(Ordering::Acquire), 0);
+        h.force_open();
+        assert_eq!(board.inner.unsettled.load(Ordering::Acquire), 1);
+        assert_eq!(board.state(&ProviderId::OPENAI), BreakerState::ForcedOpen);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn percentiles_are_within_five_percent_and_rounded_up() {
