@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use switchboard_core::{ChatEvent, ChatResponse, Error, EventStream, InFlight};
+use switchboard_core::{CallClock, ChatEvent, ChatResponse, Error, EventStream, InFlight};
 use tokio::time::Instant;
 
 use crate::machine::Ticket;
@@ -47,7 +47,11 @@ impl CallGuard {
     }
 
     fn succeeded(&mut self) {
-        let first_token = self.first_token.unwrap_or_else(|| self.start.elapsed());
+        let first_token = self.first_token.unwrap_or_else(|| {
+            CallClock::enter()
+                .now()
+                .saturating_duration_since(self.start)
+        });
         self.end(CallResult::Success { first_token });
     }
 }
@@ -108,6 +112,8 @@ where
     type Output = Result<ChatResponse, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // One clock reading for every layer inside that times this pass.
+        let _clock = CallClock::scope();
         match self.project().kind.project() {
             KindProj::Rejected { error } => {
                 Poll::Ready(Err(error.take().unwrap_or_else(|| Error::NoProvider {
@@ -148,6 +154,8 @@ impl Stream for GuardedEvents {
     type Item = Result<ChatEvent, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // One clock reading for every layer inside that times this pass.
+        let _clock = CallClock::scope();
         let item = std::task::ready!(self.events.as_mut().poll_next(cx));
         match &item {
             Some(Ok(_)) => {}

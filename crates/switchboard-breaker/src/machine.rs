@@ -101,22 +101,34 @@ const BUCKETS: usize = 30;
 #[derive(Debug, Clone)]
 struct Window {
     epoch: Instant,
-    bucket_len: Duration,
+    /// A bucket's length in nanoseconds (at least 1 ms).
+    bucket_nanos: u64,
     buckets: [Bucket; BUCKETS],
+    /// The bucket of the latest failure or slow call: while it is out of the window, no
+    /// rate can trip and `totals` need not be summed.
+    last_bad: Option<u64>,
 }
 
 impl Window {
     fn new(window: Duration, epoch: Instant) -> Self {
+        let bucket_len = (window / BUCKETS as u32).max(Duration::from_millis(1));
         Self {
             epoch,
-            bucket_len: (window / BUCKETS as u32).max(Duration::from_millis(1)),
+            bucket_nanos: u64::try_from(bucket_len.as_nanos()).unwrap_or(u64::MAX),
             buckets: [Bucket::default(); BUCKETS],
+            last_bad: None,
         }
     }
 
     fn index(&self, now: Instant) -> u64 {
-        let e = now.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(e / self.bucket_len.as_nanos().max(1)).unwrap_or(u64::MAX)
+        let e = now.saturating_duration_since(self.epoch);
+        // Whole seconds and the rest apart: 64-bit arithmetic, no 128-bit division.
+        let nanos = e
+            .as_secs()
+            .checked_mul(1_000_000_000)
+            .and_then(|n| n.checked_add(u64::from(e.subsec_nanos())))
+            .unwrap_or(u64::MAX);
+        nanos / self.bucket_nanos
     }
 
     fn record(&mut self, now: Instant, failure: bool, slow: bool) {
@@ -131,6 +143,15 @@ impl Window {
         b.calls = b.calls.saturating_add(1);
         b.failures = b.failures.saturating_add(u32::from(failure));
         b.slow = b.slow.saturating_add(u32::from(slow));
+        if failure || slow {
+            self.last_bad = Some(index);
+        }
+    }
+
+    /// Whether the window holds no failure and no slow call.
+    fn clean(&self, now: Instant) -> bool {
+        self.last_bad
+            .is_none_or(|bad| self.index(now).saturating_sub(bad) >= BUCKETS as u64)
     }
 
     /// (calls, failures, slow) in the window ending now.
@@ -152,6 +173,7 @@ impl Window {
 
     fn clear(&mut self) {
         self.buckets = [Bucket::default(); BUCKETS];
+        self.last_bad = None;
     }
 }
 
@@ -313,6 +335,11 @@ impl Machine {
         {
             return Some(Cause::ConsecutiveFailures);
         }
+        // Rates of zero trip nothing (unless a threshold is zero itself).
+        let slow_rate = self.config.slow_calls.map_or(1.0, |s| s.rate);
+        if self.config.failure_rate > 0.0 && slow_rate > 0.0 && self.window.clean(now) {
+            return None;
+        }
         let (calls, failures, slow) = self.window.totals(now);
         if calls == 0 || calls < u64::from(self.config.min_calls) {
             return None;
@@ -381,5 +408,35 @@ impl Machine {
             self.consecutive = 0;
         }
         Transition { from, to, cause }
+    }
+}
+
+#[cfg(test)]
+mod window_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The shortcut `clean` never hides a failure or a slow call that `totals` counts.
+        #[test]
+        fn a_clean_window_counts_no_failure_and_no_slow_call(
+            events in prop::collection::vec((0u64..3_000, any::<bool>(), any::<bool>()), 0..60),
+            window_ms in 30u64..60_000,
+        ) {
+            let epoch = Instant::now();
+            let mut window = Window::new(Duration::from_millis(window_ms), epoch);
+            let mut now = epoch;
+            for (advance_ms, failure, slow) in events {
+                now += Duration::from_millis(advance_ms);
+                window.record(now, failure, slow);
+                let (_, failures, slow_calls) = window.totals(now);
+                prop_assert_eq!(window.clean(now), failures == 0 && slow_calls == 0);
+                let later = now + Duration::from_millis(advance_ms * 7);
+                let (_, failures, slow_calls) = window.totals(later);
+                if window.clean(later) {
+                    prop_assert_eq!((failures, slow_calls), (0, 0));
+                }
+            }
+        }
     }
 }

@@ -1,9 +1,10 @@
 //! State shared by every clone of one breaker.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use switchboard_core::{BreakerState, Error, Forced, ProviderHealth, ProviderId};
+use switchboard_core::{BreakerState, CallClock, Error, Forced, ProviderHealth, ProviderId};
 use tokio::time::Instant;
 
 use crate::machine::{Admission, Machine, Outcome, State, Ticket, Transition};
@@ -19,11 +20,15 @@ pub(crate) struct Shared {
     slow_threshold: Option<Duration>,
     classifier: Classifier,
     locked: Mutex<Locked>,
+    /// Whether the machine is closed, written under the lock after every change: a closed
+    /// breaker admits without taking the lock.
+    closed: AtomicBool,
+    /// The board's reset count last applied, written under the lock.
+    resets_applied: AtomicU64,
 }
 
 struct Locked {
     machine: Machine,
-    resets_applied: u64,
 }
 
 impl Shared {
@@ -47,9 +52,10 @@ impl Shared {
             slow_threshold: config.slow_calls.map(|s| s.threshold),
             classifier,
             locked: Mutex::new(Locked {
-                resets_applied: health.resets(),
                 machine: Machine::new(config, Instant::now(), seed),
             }),
+            closed: AtomicBool::new(true),
+            resets_applied: AtomicU64::new(health.resets()),
             health,
         }
     }
@@ -58,17 +64,32 @@ impl Shared {
         self.locked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Mirrors the machine's state for [`acquire`](Self::acquire)'s lock-free path.
+    fn sync(&self, locked: &Locked) {
+        self.closed
+            .store(locked.machine.state() == State::Closed, Ordering::Release);
+    }
+
     /// Admission, with operator overrides and resets from the board applied first.
     pub(crate) fn acquire(&self, now: Instant) -> Admission {
+        // Closed, no override, no reset asked for: the machine would admit a normal call
+        // and change nothing, so it is not asked. A change racing with this check is
+        // ordered after it, as if this call had taken the lock first.
+        if self.closed.load(Ordering::Acquire)
+            && self.health.forced().is_none()
+            && self.health.resets() == self.resets_applied.load(Ordering::Acquire)
+        {
+            return Admission::Admit(Ticket::Normal);
+        }
         let mut transitions = [None, None];
         let admission = {
             let mut locked = self.lock();
             let resets = self.health.resets();
-            if resets != locked.resets_applied {
-                locked.resets_applied = resets;
+            if resets != self.resets_applied.load(Ordering::Acquire) {
+                self.resets_applied.store(resets, Ordering::Release);
                 transitions[0] = locked.machine.reset();
             }
-            match self.health.forced() {
+            let admission = match self.health.forced() {
                 Some(Forced::Open) => Admission::Reject { until: None },
                 Some(Forced::Closed) => Admission::Admit(Ticket::Untracked),
                 None => {
@@ -76,7 +97,9 @@ impl Shared {
                     transitions[1] = t;
                     admission
                 }
-            }
+            };
+            self.sync(&locked);
+            admission
         };
         for t in transitions.into_iter().flatten() {
             self.publish(t);
@@ -86,7 +109,7 @@ impl Shared {
 
     /// Records how an admitted call ended, on the machine and on the board.
     pub(crate) fn finish(&self, ticket: Ticket, result: CallResult<'_>) {
-        let now = Instant::now();
+        let now = CallClock::enter().now();
         let outcome = match result {
             CallResult::Success { first_token } => {
                 self.health.record_success(first_token);
@@ -100,7 +123,14 @@ impl Shared {
             }
             CallResult::Failed(_) | CallResult::Cancelled => Outcome::Ignored,
         };
-        let transition = self.lock().machine.finish(ticket, outcome, now);
+        let transition = {
+            let mut locked = self.lock();
+            let transition = locked.machine.finish(ticket, outcome, now);
+            if transition.is_some() {
+                self.sync(&locked);
+            }
+            transition
+        };
         match transition {
             Some(t) => self.publish(t),
             // A probe slot may have been returned: let a waiting caller retry.
@@ -111,7 +141,12 @@ impl Shared {
 
     /// An active health probe answered while open.
     pub(crate) fn active_probe_succeeded(&self) {
-        let t = self.lock().machine.active_probe_succeeded();
+        let t = {
+            let mut locked = self.lock();
+            let t = locked.machine.active_probe_succeeded();
+            self.sync(&locked);
+            t
+        };
         if let Some(t) = t {
             self.publish(t);
         }
