@@ -14,12 +14,18 @@ use tower::Service;
 use crate::service::Shared;
 use crate::{HedgeConfig, SoftTimeout};
 
-/// One attempt under way.
-struct Running<F> {
+/// What the call keeps of an attempt under way.
+#[derive(Clone, Copy)]
+struct Slot {
     /// Index into `Attempts`.
     index: usize,
     /// Paid for from the budget (not the first attempt sent).
     extra: bool,
+}
+
+/// An attempt under way beside the lead.
+struct Running<F> {
+    slot: Slot,
     future: Pin<Box<F>>,
 }
 
@@ -36,6 +42,12 @@ pin_project_lite::pin_project! {
         primary: Option<ProviderId>,
         targets: Remaining,
         attempts: Attempts,
+        // The attempt in the lead, inline: most calls make only this one. An attempt
+        // started while it runs (a hedge) waits in `running`, boxed; a failover takes the
+        // lead's place once it is free.
+        #[pin]
+        lead: Option<F>,
+        lead_slot: Option<Slot>,
         running: Vec<Running<F>>,
         sent: u32,
         next: Option<AttemptKind>,
@@ -55,7 +67,10 @@ impl<S, F> std::fmt::Debug for ResponseFuture<S, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("attempts", &self.attempts)
-            .field("running", &self.running.len())
+            .field(
+                "running",
+                &(usize::from(self.lead_slot.is_some()) + self.running.len()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +133,8 @@ impl<S, F> ResponseFuture<S, F> {
             primary: targets.front().map(|t| t.provider.clone()),
             targets,
             attempts: Attempts::default(),
+            lead: None,
+            lead_slot: None,
             running: Vec::new(),
             sent: 0,
             next: Some(AttemptKind::Primary),
@@ -152,6 +169,21 @@ fn soft_timeout(
     }
 }
 
+/// Drops every attempt still running (which cancels its upstream call) and records it as
+/// cancelled.
+fn cancel_all<F>(
+    lead: &mut Pin<&mut Option<F>>,
+    lead_slot: &mut Option<Slot>,
+    running: &mut Vec<Running<F>>,
+    attempts: &mut Attempts,
+) {
+    lead.set(None);
+    let others = running.drain(..).map(|r| r.slot);
+    for slot in lead_slot.take().into_iter().chain(others) {
+        attempts.set_outcome(slot.index, AttemptOutcome::Cancelled);
+    }
+}
+
 /// Whether a hedge could still start after `sent` attempts: hedging not stopped by the
 /// budget, a target left, and room under `max_attempts`.
 fn can_hedge(stopped: bool, targets: &Remaining, sent: u32, config: &HedgeConfig) -> bool {
@@ -166,7 +198,7 @@ where
     type Output = Result<ChatResponse, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if *this.done {
             return Poll::Ready(Err(Error::NoProvider {
                 message: "hedge future polled after completion".into(),
@@ -176,23 +208,36 @@ where
         // run: they share the reading its start was timed with.
         let mut clock: Option<CallClock> = None;
         loop {
-            // 1. Attempts under way. A first token wins; polled before the soft timer, so
-            // an answer that arrives with the timer is taken rather than hedged.
+            // 1. Attempts under way, the lead first. A first token wins; polled before
+            // the soft timer, so an answer that arrives with the timer is taken rather
+            // than hedged.
+            let mut lead_pending = false;
             let mut i = 0;
-            while i < this.running.len() {
-                let polled = this.running[i].future.as_mut().poll(cx);
-                let Poll::Ready(result) = polled else {
-                    i += 1;
-                    continue;
-                };
-                let finished = this.running.swap_remove(i);
+            loop {
+                let (finished, result) =
+                    if !lead_pending && let Some(future) = this.lead.as_mut().as_pin_mut() {
+                        let Poll::Ready(result) = future.poll(cx) else {
+                            lead_pending = true;
+                            continue;
+                        };
+                        this.lead.set(None);
+                        let Some(slot) = this.lead_slot.take() else {
+                            continue; // unreachable: the lead and its slot go together
+                        };
+                        (slot, result)
+                    } else if i < this.running.len() {
+                        let Poll::Ready(result) = this.running[i].future.as_mut().poll(cx) else {
+                            i += 1;
+                            continue;
+                        };
+                        (this.running.swap_remove(i).slot, result)
+                    } else {
+                        break;
+                    };
                 match result {
                     Ok(mut response) => {
                         // Dropping the others cancels their upstream calls.
-                        for other in this.running.drain(..) {
-                            this.attempts
-                                .set_outcome(other.index, AttemptOutcome::Cancelled);
-                        }
+                        cancel_all(&mut this.lead, this.lead_slot, this.running, this.attempts);
                         let why = match this.attempts.get(finished.index).map(|a| a.kind) {
                             Some(AttemptKind::Primary) => WinReason::Primary,
                             Some(AttemptKind::Hedge) => WinReason::HedgeFaster,
@@ -257,10 +302,7 @@ where
                             );
                         }
                         if !error.is_retryable() {
-                            for other in this.running.drain(..) {
-                                this.attempts
-                                    .set_outcome(other.index, AttemptOutcome::Cancelled);
-                            }
+                            cancel_all(&mut this.lead, this.lead_slot, this.running, this.attempts);
                             *this.done = true;
                             return Poll::Ready(Err(error));
                         }
@@ -336,7 +378,7 @@ where
                         *this.hedging_stopped = true;
                         *this.next = None;
                         // Without a running attempt the call has no way left to succeed.
-                        if this.running.is_empty() {
+                        if this.lead_slot.is_none() && this.running.is_empty() {
                             this.targets.clear();
                         }
                         continue;
@@ -406,11 +448,16 @@ where
                     request.extensions_mut().insert(kind);
                     *this.service_ready = false;
                     let future = this.service.call(request);
-                    this.running.push(Running {
-                        index,
-                        extra,
-                        future: Box::pin(future),
-                    });
+                    let slot = Slot { index, extra };
+                    if this.lead_slot.is_none() {
+                        this.lead.set(Some(future));
+                        *this.lead_slot = Some(slot);
+                    } else {
+                        this.running.push(Running {
+                            slot,
+                            future: Box::pin(future),
+                        });
+                    }
                     *this.sent += 1;
                     *this.next = None;
                     *this.soft_armed = false;
@@ -428,7 +475,7 @@ where
             }
 
             // 3. Nothing running and nothing left to start: the call failed.
-            if this.running.is_empty() {
+            if this.lead_slot.is_none() && this.running.is_empty() {
                 *this.done = true;
                 let deadline_passed = this.deadline.is_some_and(|d| d.is_expired());
                 let error = match this.last_error.take() {
