@@ -14,7 +14,7 @@ use switchboard_core::Cost;
 use tokio::time::Instant;
 
 use super::bucket::MAX_SPEND;
-use super::{Account, Hold, Ledger, Refusal, ScopeSpend};
+use super::{Account, Hold, Ledger, Refusal, ScopeSpend, Spends};
 
 /// The lease word: 48 bits of unspent slice (nano-dollars), 15 bits of open local holds,
 /// and a retired bit.
@@ -166,7 +166,7 @@ struct Lease<L: Ledger> {
     window: u64,
     /// No later than the shared ledger's window end (measured from before the request).
     expires: Instant,
-    scopes: Vec<ScopeSpend>,
+    scopes: Spends,
 }
 
 impl<L: Ledger> Lease<L> {

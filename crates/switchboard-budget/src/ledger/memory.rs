@@ -8,7 +8,7 @@ use switchboard_core::{CallClock, Cost, Tier};
 use tokio::time::Instant;
 
 use super::bucket::{Bucket, MAX_SPEND};
-use super::{Account, Caps, Hold, Ledger, Refusal, Scope, ScopeSpend, window_of};
+use super::{Account, Caps, Hold, Ledger, Refusal, Scope, ScopeSpend, Spends, window_of};
 
 /// A lock-free in-process ledger with **fixed** windows.
 ///
@@ -162,7 +162,7 @@ impl MemoryLedger {
     /// Reserves synchronously: what [`Ledger::reserve`] resolves to at once.
     pub fn try_reserve(&self, account: &Account, amount: Cost) -> Result<Hold, Refusal> {
         let (window, resets_in) = self.now();
-        let mut taken: Vec<ScopeSpend> = Vec::new();
+        let mut taken = Spends::new();
         for (scope, cap) in self.inner.caps.each_scope(account) {
             match self
                 .bucket(&scope)

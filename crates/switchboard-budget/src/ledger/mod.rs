@@ -134,13 +134,96 @@ pub struct ScopeSpend {
     pub cap: Cost,
 }
 
+/// The spends of a hold's scopes, kept inline: an account is charged to at most three
+/// scopes (global, its tier, its tenant), so a hold needs no allocation of its own.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Spends {
+    len: usize,
+    items: [ScopeSpend; 3],
+}
+
+impl Spends {
+    const UNUSED: ScopeSpend = ScopeSpend {
+        scope: Scope::Global,
+        spent: Cost::ZERO,
+        cap: Cost::ZERO,
+    };
+
+    pub(crate) const fn new() -> Self {
+        Self {
+            len: 0,
+            items: [Self::UNUSED; 3],
+        }
+    }
+
+    /// Adds a scope's spend; a fourth is ignored (no account has one).
+    pub(crate) fn push(&mut self, spend: ScopeSpend) {
+        debug_assert!(self.len < self.items.len(), "more than three scopes");
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = spend;
+            self.len += 1;
+        }
+    }
+}
+
+impl Default for Spends {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::ops::Deref for Spends {
+    type Target = [ScopeSpend];
+    fn deref(&self) -> &[ScopeSpend] {
+        &self.items[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for Spends {
+    fn deref_mut(&mut self) -> &mut [ScopeSpend] {
+        &mut self.items[..self.len]
+    }
+}
+
+impl<'a> IntoIterator for &'a Spends {
+    type Item = &'a ScopeSpend;
+    type IntoIter = std::slice::Iter<'a, ScopeSpend>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a mut Spends {
+    type Item = &'a mut ScopeSpend;
+    type IntoIter = std::slice::IterMut<'a, ScopeSpend>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter_mut()
+    }
+}
+
+impl FromIterator<ScopeSpend> for Spends {
+    fn from_iter<I: IntoIterator<Item = ScopeSpend>>(iter: I) -> Self {
+        let mut spends = Self::new();
+        for spend in iter.into_iter().take(3) {
+            spends.push(spend);
+        }
+        spends
+    }
+}
+
+impl fmt::Debug for Spends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// Budget held for one call until it settles. Give it back to the ledger that made it
 /// with [`Ledger::settle`] exactly once.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Hold {
     pub(crate) window: u64,
     pub(crate) amount: Cost,
-    pub(crate) scopes: Vec<ScopeSpend>,
+    pub(crate) scopes: Spends,
     pub(crate) resets_in: Duration,
     /// The lease a [`LeasedLedger`] served the hold from.
     pub(crate) lease: Option<lease::LeaseRef>,
@@ -287,5 +370,49 @@ mod tests {
                 "only a tenant's name is built"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod spends_tests {
+    use super::*;
+
+    fn spend(scope: Scope, nanos: u64) -> ScopeSpend {
+        ScopeSpend {
+            scope,
+            spent: Cost::from_nanos(nanos),
+            cap: Cost::from_nanos(10 * nanos),
+        }
+    }
+
+    #[test]
+    fn spends_keep_up_to_three_scopes_in_order() {
+        let mut spends = Spends::new();
+        assert!(spends.is_empty());
+        spends.push(spend(Scope::Global, 1));
+        spends.push(spend(Scope::Tier(Tier::L1), 2));
+        assert_eq!(spends.len(), 2);
+        assert_eq!(spends[1].scope, Scope::Tier(Tier::L1));
+        for s in &mut spends {
+            s.spent = s.spent.saturating_sub(Cost::from_nanos(1));
+        }
+        let spent: Vec<u64> = spends.iter().map(|s| s.spent.as_nanos()).collect();
+        assert_eq!(spent, [0, 1]);
+        assert_eq!(format!("{spends:?}"), format!("{:?}", &spends[..]));
+
+        // Collected from more than three, the first three are kept.
+        let tenant = Scope::Tenant(TenantId::new("acme").unwrap());
+        let collected: Spends = [
+            spend(Scope::Global, 1),
+            spend(Scope::Tier(Tier::L0), 2),
+            spend(tenant.clone(), 3),
+            spend(Scope::Global, 4),
+        ]
+        .into_iter()
+        .take(3)
+        .collect();
+        assert_eq!(collected.len(), 3);
+        assert_eq!(collected[2].scope, tenant);
+        assert_eq!(collected.clone(), collected);
     }
 }
