@@ -83,7 +83,7 @@ mod trace;
 mod usage;
 
 pub use attempts::{Attempt, AttemptKind, AttemptOutcome, Attempts, WinReason};
-pub use clock::CallClock;
+pub use clock::{CallClock, ClockScope};
 pub use deadline::Deadline;
 pub use decision::{RolloutArm, RouteDecision, RouteReason, SkippedProvider};
 pub use disposition::{Degradation, Degraded, Disposition, Status};

@@ -149,7 +149,7 @@ impl ChatResponse {
     pub fn first_token_at(&mut self) -> Instant {
         *self
             .extensions
-            .get_or_insert_with(|| FirstTokenAt(Instant::now()))
+            .get_or_insert_with(|| FirstTokenAt(crate::CallClock::enter().now()))
             .at()
     }
 

@@ -6,7 +6,7 @@ use std::task::{Context, Poll, ready};
 
 use futures_core::Stream;
 use pin_project_lite::pin_project;
-use switchboard_core::{ChatEvent, ChatResponse, Error, EventStream};
+use switchboard_core::{CallClock, ChatEvent, ChatResponse, Error, EventStream};
 
 use crate::record::{AttemptRecord, CallRecord};
 
@@ -42,6 +42,8 @@ where
     type Output = Result<ChatResponse, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // One clock reading for every layer inside that times this pass.
+        let _clock = CallClock::scope();
         let this = self.project();
         let result = {
             let _entered = this.record.as_ref().map(|r| r.span().enter());
@@ -90,6 +92,8 @@ impl Stream for MeteredEvents {
     type Item = Result<ChatEvent, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // One clock reading for every layer inside that times this pass.
+        let _clock = CallClock::scope();
         let this = self.project();
         let item = {
             let _entered = this.record.as_ref().map(|r| r.span().enter());
@@ -146,6 +150,8 @@ where
     type Output = Result<ChatResponse, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // One clock reading for every layer inside that times this pass.
+        let _clock = CallClock::scope();
         let this = self.project();
         let result = {
             let _entered = this.record.span().enter();

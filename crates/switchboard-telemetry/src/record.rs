@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use opentelemetry::KeyValue;
 use switchboard_core::{
-    AttemptKind, AttemptOutcome, Attempts, ChatEvent, ChatRequest, ChatResponse, Degraded, Error,
-    ProviderId, Scene, Tier, TimeoutPhase, TraceId, Usage, WinReason,
+    AttemptKind, AttemptOutcome, Attempts, CallClock, ChatEvent, ChatRequest, ChatResponse,
+    Degraded, Error, ProviderId, Scene, Tier, TimeoutPhase, TraceId, Usage, WinReason,
 };
 use tokio::time::Instant;
 use tracing::Span;
@@ -116,6 +116,14 @@ impl CallRecord {
         &self.span
     }
 
+    /// Seconds since the call started, by the enclosing pass's reading.
+    fn elapsed(&self) -> f64 {
+        CallClock::enter()
+            .now()
+            .saturating_duration_since(self.start)
+            .as_secs_f64()
+    }
+
     /// The first content event arrived: first-token latency, attempts, degradations.
     pub(crate) fn answered(&mut self, response: &mut ChatResponse) {
         let first_token = response
@@ -205,7 +213,7 @@ impl CallRecord {
         };
         self.done = true;
         let series = &answered.series;
-        let elapsed = self.start.elapsed().as_secs_f64();
+        let elapsed = self.elapsed();
         match &answered.degraded {
             None => {
                 series.ok.add(1);
@@ -262,7 +270,7 @@ impl CallRecord {
             ),
         };
         m.operation_duration.record(
-            self.start.elapsed().as_secs_f64(),
+            self.elapsed(),
             &with(gen_ai, [KeyValue::new("error.type", error.code())]),
         );
         if let Some(answered) = &answered {
@@ -306,7 +314,7 @@ impl Drop for CallRecord {
         }
         // The caller went away before the end of the answer (or before its start).
         let m = self.telemetry.instruments();
-        let elapsed = self.start.elapsed().as_secs_f64();
+        let elapsed = self.elapsed();
         match self.answered.take() {
             Some(answered) => {
                 let series = &answered.series;

@@ -3,7 +3,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
-use switchboard_core::{ChatEvent, Error, EventStream, ProviderId, TimeoutPhase};
+use switchboard_core::{CallClock, ChatEvent, Error, EventStream, ProviderId, TimeoutPhase};
 use tokio::time::{Instant, Sleep, sleep_until};
 
 pin_project_lite::pin_project! {
@@ -79,6 +79,8 @@ impl Stream for TimedEvents {
     type Item = Result<ChatEvent, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // One clock reading for every layer inside that times this pass.
+        let _clock = CallClock::scope();
         let mut this = self.project();
         let Some(events) = this.events.as_mut() else {
             return Poll::Ready(None);
@@ -105,11 +107,11 @@ impl Stream for TimedEvents {
                 // polls delays the timeout by its pause; it never brings it forward.
                 // `fresh` starts true: the first quiet spell always sets `last`.
                 if std::mem::take(this.fresh) {
-                    *this.last = Some(Instant::now());
+                    *this.last = Some(CallClock::enter().now());
                 }
             }
         }
-        let last = this.last.unwrap_or_else(Instant::now);
+        let last = this.last.unwrap_or_else(|| CallClock::enter().now());
         if this.sleep.is_none() {
             let (at, _, _) = next_deadline(last, *this.idle, *this.total);
             this.sleep.set(Some(sleep_until(at)));
@@ -120,7 +122,7 @@ impl Stream for TimedEvents {
         loop {
             std::task::ready!(sleep.as_mut().poll(cx));
             let (at, phase, after) = next_deadline(last, *this.idle, *this.total);
-            if at > Instant::now() {
+            if at > CallClock::enter().now() {
                 // Events came since the timer was armed: the deadline moved on.
                 sleep.as_mut().reset(at);
                 continue;
