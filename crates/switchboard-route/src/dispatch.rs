@@ -4,8 +4,8 @@ use hashbrown::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use switchboard_core::{
     BoxProvider, ChatRequest, ChatResponse, Error, Provider, ProviderId, Route, Target, boxed,
@@ -18,10 +18,13 @@ use tower::util::Oneshot;
 /// its [`Target`] extension names (the hedge layer inserts one per attempt); a request
 /// without a `Target` goes to its [`Route`]'s primary.
 ///
-/// Readiness: `Dispatch` itself is always ready, and each call drives its own provider's
-/// readiness inside its future (a [`Oneshot`] on a clone), so a provider that is not ready
-/// (a breaker in backpressure mode, a full concurrency limit) holds up only the attempts
-/// sent to it, never those for another provider.
+/// Readiness: `Dispatch` itself is always ready. Each provider's stack is kept twice: one
+/// instance is called in place when no other call is using it and it is ready at once (the
+/// common case: no clone of the stack per attempt); otherwise the call drives a clone's
+/// readiness inside its future (a [`Oneshot`]). So a provider that is not ready (a breaker
+/// in backpressure mode, a full concurrency limit) holds up only the attempts sent to it,
+/// never those for another provider, and no call ever waits for another to leave the
+/// instance kept in place.
 ///
 /// Cloning is cheap (an `Arc`).
 ///
@@ -48,7 +51,53 @@ use tower::util::Oneshot;
 /// ```
 #[derive(Clone, Default)]
 pub struct Dispatch {
-    providers: Arc<HashMap<ProviderId, BoxProvider>>,
+    providers: Arc<HashMap<ProviderId, Entry>>,
+}
+
+/// One provider: the stack each call may clone, and an instance called in place.
+struct Entry {
+    template: BoxProvider,
+    in_place: Mutex<BoxProvider>,
+}
+
+impl Entry {
+    fn new(provider: BoxProvider) -> Self {
+        Self {
+            in_place: Mutex::new(provider.clone()),
+            template: provider,
+        }
+    }
+
+    /// The attempt's future: from the instance kept in place when it is free and ready
+    /// now, else from a clone that waits for readiness in the future.
+    fn call(&self, request: ChatRequest) -> DispatchFuture {
+        if let Ok(mut service) = self.in_place.try_lock() {
+            // Polled without a waker of ours: if it is not ready, nothing waits on it here
+            // and the clone below is driven with the caller's waker instead.
+            match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(Ok(())) => {
+                    return DispatchFuture {
+                        kind: Kind::Called {
+                            future: service.call(request),
+                        },
+                    };
+                }
+                Poll::Ready(Err(error)) => return DispatchFuture::failed(error),
+                Poll::Pending => {}
+            }
+        }
+        DispatchFuture {
+            kind: Kind::Sent {
+                oneshot: Oneshot::new(self.template.clone(), request),
+            },
+        }
+    }
+}
+
+impl Clone for Entry {
+    fn clone(&self) -> Self {
+        Self::new(self.template.clone())
+    }
 }
 
 impl Dispatch {
@@ -62,13 +111,13 @@ impl Dispatch {
     where
         P: Provider + Sync,
     {
-        Arc::make_mut(&mut self.providers).insert(id, boxed(provider));
+        Arc::make_mut(&mut self.providers).insert(id, Entry::new(boxed(provider)));
         self
     }
 
     /// Adds (or replaces) an already boxed provider.
     pub fn boxed_provider(mut self, id: ProviderId, provider: BoxProvider) -> Self {
-        Arc::make_mut(&mut self.providers).insert(id, provider);
+        Arc::make_mut(&mut self.providers).insert(id, Entry::new(provider));
         self
     }
 
@@ -83,7 +132,11 @@ impl Dispatch {
 impl FromIterator<(ProviderId, BoxProvider)> for Dispatch {
     fn from_iter<I: IntoIterator<Item = (ProviderId, BoxProvider)>>(iter: I) -> Self {
         Self {
-            providers: Arc::new(iter.into_iter().collect()),
+            providers: Arc::new(
+                iter.into_iter()
+                    .map(|(id, provider)| (id, Entry::new(provider)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -126,18 +179,13 @@ impl Service<ChatRequest> for Dispatch {
                 ),
             });
         };
-        let provider = provider.clone();
         // The hedge layer has usually set the target's model already.
         if let Some(model) =
             (request.body().model != target.model).then(|| target.model.to_string())
         {
             request.body_mut().model = model;
         }
-        DispatchFuture {
-            kind: Kind::Sent {
-                oneshot: Oneshot::new(provider, request),
-            },
-        }
+        provider.call(request)
     }
 }
 
@@ -153,6 +201,9 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind {
+        Called {
+            future: <BoxProvider as Service<ChatRequest>>::Future,
+        },
         Sent {
             #[pin]
             oneshot: Oneshot<BoxProvider, ChatRequest>,
@@ -182,6 +233,7 @@ impl Future for DispatchFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
+            KindProj::Called { future } => future.as_mut().poll(cx),
             KindProj::Sent { oneshot } => oneshot.poll(cx),
             KindProj::Failed { error } => {
                 Poll::Ready(Err(error.take().unwrap_or_else(|| Error::NoProvider {

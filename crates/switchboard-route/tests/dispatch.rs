@@ -160,3 +160,108 @@ async fn a_provider_that_is_not_ready_does_not_block_another() {
     );
     assert_eq!(a.stats().calls(), 1);
 }
+
+/// A provider that counts its clones and is ready only once `open` is set (then it wakes
+/// whoever waited).
+#[derive(Clone)]
+struct Gated {
+    inner: SimProvider,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    waiting: std::sync::Arc<std::sync::Mutex<Vec<std::task::Waker>>>,
+    clones: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Gated {
+    fn new(inner: SimProvider, open: bool) -> Self {
+        Self {
+            inner,
+            open: std::sync::Arc::new(open.into()),
+            waiting: Default::default(),
+            clones: Default::default(),
+        }
+    }
+
+    fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        for w in self.waiting.lock().unwrap().drain(..) {
+            w.wake();
+        }
+    }
+
+    fn clones(&self) -> usize {
+        self.clones.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+struct Counted(Gated);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.0
+            .clones
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Counted(self.0.clone())
+    }
+}
+
+impl Service<ChatRequest> for Counted {
+    type Response = ChatResponse;
+    type Error = Error;
+    type Future = <SimProvider as Service<ChatRequest>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.0.open.load(std::sync::atomic::Ordering::SeqCst) {
+            return self.0.inner.poll_ready(cx);
+        }
+        self.0.waiting.lock().unwrap().push(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        self.0.inner.call(request)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ready_provider_is_called_in_place_without_a_clone_per_attempt() {
+    let o = sim(OPENAI, 10);
+    let gated = Gated::new(o.clone(), true);
+    let d = Dispatch::new().provider(OPENAI, Counted(gated.clone()));
+    let built = gated.clones();
+    for _ in 0..5 {
+        let response = d
+            .clone()
+            .oneshot(with_target(OPENAI, "gpt-4o-mini"))
+            .await
+            .unwrap();
+        assert_eq!(response.provider(), &OPENAI);
+    }
+    assert_eq!(o.stats().calls(), 5);
+    assert_eq!(
+        gated.clones(),
+        built,
+        "no clone of the provider's stack per attempt"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_ready_only_later_gets_its_attempt_from_a_clone() {
+    let o = sim(OPENAI, 10);
+    let gated = Gated::new(o.clone(), false);
+    let mut d = Dispatch::new().provider(OPENAI, Counted(gated.clone()));
+    let built = gated.clones();
+    std::future::poll_fn(|cx| d.poll_ready(cx)).await.unwrap();
+    let mut attempt = std::pin::pin!(d.call(with_target(OPENAI, "gpt-4o-mini")));
+    let early = tokio::time::timeout(Duration::from_secs(5), attempt.as_mut()).await;
+    assert!(early.is_err(), "not ready: the attempt waits");
+    assert_eq!(
+        gated.clones(),
+        built + 1,
+        "the waiting attempt drives a clone"
+    );
+    assert_eq!(o.stats().calls(), 0);
+    gated.open();
+    let response = attempt.await.unwrap();
+    assert_eq!(response.provider(), &OPENAI);
+    assert_eq!(o.stats().calls(), 1);
+}
