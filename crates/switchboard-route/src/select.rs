@@ -83,13 +83,13 @@ impl Selector {
                         .get(p)
                         .map(|m| Target::new(p.clone(), m.clone()))
                 })
-                .collect::<Vec<_>>();
+                .collect::<Candidates>();
             (requested, pool, candidates, rules.pin.is_some())
         } else if let Some((model, serving)) = self.concrete.get_key_value(input.model) {
             let candidates = in_order(order, serving.iter())
                 .filter(|p| serving.contains(p))
                 .map(|p| Target::new(p.clone(), model.clone()))
-                .collect::<Vec<_>>();
+                .collect::<Candidates>();
             (model, model, candidates, false)
         } else {
             return Err(Error::ModelNotFound {
@@ -141,14 +141,14 @@ impl Selector {
         let reason = if pinned {
             RouteReason::Pinned { pool: pool.clone() }
         } else if let Some((cap, estimate)) = over_cap {
-            let chosen = cheapest_first(&mut candidates, estimate, input.prices);
+            let chosen = cheapest_first(candidates.as_mut_slice(), estimate, input.prices);
             RouteReason::OverCostCap {
                 expected: estimate.expected,
                 cap,
                 chosen,
             }
         } else if let (true, Some(board)) = (rules.rank_by_latency, input.board) {
-            match fastest_first(&mut candidates, board, &self.policy.latency) {
+            match fastest_first(candidates.as_mut_slice(), board, &self.policy.latency) {
                 Some(p95) => RouteReason::LowestLatency { p95 },
                 None => RouteReason::ConfiguredOrder,
             }
@@ -156,17 +156,79 @@ impl Selector {
             RouteReason::ConfiguredOrder
         };
 
-        let mut targets = candidates.into_iter();
-        let Some(primary) = targets.next() else {
+        let Some(route) = candidates.into_route() else {
             return Err(Error::NoProvider {
                 message: format!("no provider serves {:?}", input.model),
             });
         };
-        let route = Route {
-            primary,
-            fallbacks: targets.collect(),
-        };
         Ok((route, decision(reason)))
+    }
+}
+
+/// The targets a request may go to, in order. A pool of one provider (the common case)
+/// keeps its target inline; a route is made without copying either way.
+enum Candidates {
+    Few(Option<Target>),
+    Many(Vec<Target>),
+}
+
+impl FromIterator<Target> for Candidates {
+    fn from_iter<I: IntoIterator<Item = Target>>(iter: I) -> Self {
+        let mut iter = iter.into_iter();
+        let Some(first) = iter.next() else {
+            return Self::Few(None);
+        };
+        let Some(second) = iter.next() else {
+            return Self::Few(Some(first));
+        };
+        let mut many = Vec::with_capacity(2 + iter.size_hint().0);
+        many.extend([first, second]);
+        many.extend(iter);
+        Self::Many(many)
+    }
+}
+
+impl Candidates {
+    fn as_mut_slice(&mut self) -> &mut [Target] {
+        match self {
+            Self::Few(target) => target.as_mut_slice(),
+            Self::Many(targets) => targets,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Few(target) => target.is_none(),
+            Self::Many(targets) => targets.is_empty(),
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Target) -> bool) {
+        match self {
+            Self::Few(target) => {
+                if target.as_ref().is_some_and(|t| !keep(t)) {
+                    *target = None;
+                }
+            }
+            Self::Many(targets) => targets.retain(keep),
+        }
+    }
+
+    /// The first target is the primary, the rest (in order) the fallbacks.
+    fn into_route(self) -> Option<Route> {
+        match self {
+            Self::Few(target) => target.map(Route::new),
+            Self::Many(mut targets) => {
+                if targets.is_empty() {
+                    return None;
+                }
+                let primary = targets.remove(0);
+                Some(Route {
+                    primary,
+                    fallbacks: targets,
+                })
+            }
+        }
     }
 }
 
