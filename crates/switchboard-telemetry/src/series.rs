@@ -125,9 +125,12 @@ const MEMO: usize = 8;
 /// go stale (a cache never rebinds a label set); at most [`MEMO`] series per thread are
 /// kept alive past their cache's drop, until replaced or the thread ends.
 struct Memo {
-    entries: [Option<(u64, Key, Arc<dyn Any + Send + Sync>)>; MEMO],
+    entries: [Option<Remembered>; MEMO],
     next: usize,
 }
+
+/// (cache id, labels, series).
+type Remembered = (u64, Key, Arc<dyn Any + Send + Sync>);
 
 thread_local! {
     static RECENT: RefCell<Memo> = const {
