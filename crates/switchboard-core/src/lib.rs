@@ -77,6 +77,7 @@ mod provider;
 mod request;
 mod response;
 mod route;
+mod shared;
 mod spend;
 mod tier;
 mod trace;
@@ -104,6 +105,7 @@ pub use request::{
 };
 pub use response::{ChatEvent, ChatResponse, Completion, EventStream, FinishReason, FirstTokenAt};
 pub use route::{Route, Target};
+pub use shared::{SharedFuture, SharedService};
 pub use spend::{BudgetStatus, SpendLevel};
 pub use tier::{InvalidTier, Tier};
 pub use trace::{InvalidTraceId, TraceId};

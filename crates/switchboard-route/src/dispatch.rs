@@ -4,24 +4,24 @@ use hashbrown::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use switchboard_core::{
-    BoxProvider, ChatRequest, ChatResponse, Error, Provider, ProviderId, Route, Target, boxed,
+    BoxProvider, ChatRequest, ChatResponse, Error, Provider, ProviderId, Route, SharedFuture,
+    SharedService, Target, boxed,
 };
 use tower::Service;
-use tower::util::Oneshot;
 
 /// The shared provider `Service`: a map from [`ProviderId`] to a boxed provider stack
 /// (typically breaker ∘ per-attempt timeout ∘ adapter). Each attempt goes to the provider
 /// its [`Target`] extension names (the hedge layer inserts one per attempt); a request
 /// without a `Target` goes to its [`Route`]'s primary.
 ///
-/// Readiness: `Dispatch` itself is always ready. Each provider's stack is kept twice: one
-/// instance is called in place when no other call is using it and it is ready at once (the
-/// common case: no clone of the stack per attempt); otherwise the call drives a clone's
-/// readiness inside its future (a [`Oneshot`]). So a provider that is not ready (a breaker
+/// Readiness: `Dispatch` itself is always ready. Each provider's stack is a
+/// [`SharedService`]: called in place when no other call is using it and it is ready at
+/// once (the common case: no clone of the stack per attempt); otherwise the call drives a
+/// clone's readiness inside its future. So a provider that is not ready (a breaker
 /// in backpressure mode, a full concurrency limit) holds up only the attempts sent to it,
 /// never those for another provider, and no call ever waits for another to leave the
 /// instance kept in place.
@@ -54,51 +54,8 @@ pub struct Dispatch {
     providers: Arc<HashMap<ProviderId, Entry>>,
 }
 
-/// One provider: the stack each call may clone, and an instance called in place.
-struct Entry {
-    template: BoxProvider,
-    in_place: Mutex<BoxProvider>,
-}
-
-impl Entry {
-    fn new(provider: BoxProvider) -> Self {
-        Self {
-            in_place: Mutex::new(provider.clone()),
-            template: provider,
-        }
-    }
-
-    /// The attempt's future: from the instance kept in place when it is free and ready
-    /// now, else from a clone that waits for readiness in the future.
-    fn call(&self, request: ChatRequest) -> DispatchFuture {
-        if let Ok(mut service) = self.in_place.try_lock() {
-            // Polled without a waker of ours: if it is not ready, nothing waits on it here
-            // and the clone below is driven with the caller's waker instead.
-            match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
-                Poll::Ready(Ok(())) => {
-                    return DispatchFuture {
-                        kind: Kind::Called {
-                            future: service.call(request),
-                        },
-                    };
-                }
-                Poll::Ready(Err(error)) => return DispatchFuture::failed(error),
-                Poll::Pending => {}
-            }
-        }
-        DispatchFuture {
-            kind: Kind::Sent {
-                oneshot: Oneshot::new(self.template.clone(), request),
-            },
-        }
-    }
-}
-
-impl Clone for Entry {
-    fn clone(&self) -> Self {
-        Self::new(self.template.clone())
-    }
-}
+/// One provider: its stack, called in place when free and ready, else cloned.
+type Entry = SharedService<BoxProvider>;
 
 impl Dispatch {
     /// A dispatcher with no providers.
@@ -111,13 +68,13 @@ impl Dispatch {
     where
         P: Provider + Sync,
     {
-        Arc::make_mut(&mut self.providers).insert(id, Entry::new(boxed(provider)));
+        Arc::make_mut(&mut self.providers).insert(id, SharedService::new(boxed(provider)));
         self
     }
 
     /// Adds (or replaces) an already boxed provider.
     pub fn boxed_provider(mut self, id: ProviderId, provider: BoxProvider) -> Self {
-        Arc::make_mut(&mut self.providers).insert(id, Entry::new(provider));
+        Arc::make_mut(&mut self.providers).insert(id, SharedService::new(provider));
         self
     }
 
@@ -134,7 +91,7 @@ impl FromIterator<(ProviderId, BoxProvider)> for Dispatch {
         Self {
             providers: Arc::new(
                 iter.into_iter()
-                    .map(|(id, provider)| (id, Entry::new(provider)))
+                    .map(|(id, provider)| (id, SharedService::new(provider)))
                     .collect(),
             ),
         }
@@ -185,7 +142,11 @@ impl Service<ChatRequest> for Dispatch {
         {
             request.body_mut().model = model;
         }
-        provider.call(request)
+        DispatchFuture {
+            kind: Kind::Sent {
+                future: provider.call_shared(request),
+            },
+        }
     }
 }
 
@@ -201,12 +162,9 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind {
-        Called {
-            future: <BoxProvider as Service<ChatRequest>>::Future,
-        },
         Sent {
             #[pin]
-            oneshot: Oneshot<BoxProvider, ChatRequest>,
+            future: SharedFuture<BoxProvider, ChatRequest>,
         },
         Failed {
             error: Option<Error>,
@@ -233,8 +191,7 @@ impl Future for DispatchFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Called { future } => future.as_mut().poll(cx),
-            KindProj::Sent { oneshot } => oneshot.poll(cx),
+            KindProj::Sent { future } => future.poll(cx),
             KindProj::Failed { error } => {
                 Poll::Ready(Err(error.take().unwrap_or_else(|| Error::NoProvider {
                     message: "dispatch future polled after completion".into(),
