@@ -15,7 +15,7 @@ use switchboard_budget::{
 };
 use switchboard_core::{
     BoxProvider, ChatRequest, ChatResponse, Error, HealthBoard, ModelName, PriceTable, ProviderId,
-    Tier, boxed,
+    SharedService, Tier, boxed,
 };
 use switchboard_hedge::HedgeLayer;
 use switchboard_providers::{Anthropic, HttpClient, OpenAi};
@@ -173,7 +173,11 @@ impl Switchboard {
                     .layer(EstimateLayer::new(estimator))
                     .layer(gate)
                     .service(core);
-                (boxed(KnownModels::new(service, known)), Some(ledger), jobs)
+                (
+                    boxed(SharedService::new(KnownModels::new(service, known))),
+                    Some(ledger),
+                    jobs,
+                )
             }
             None => {
                 let service = ServiceBuilder::new()
@@ -181,7 +185,11 @@ impl Switchboard {
                     .layer(telemetry.layer())
                     .layer(EstimateLayer::new(estimator))
                     .service(core);
-                (boxed(KnownModels::new(service, known)), None, None)
+                (
+                    boxed(SharedService::new(KnownModels::new(service, known))),
+                    None,
+                    None,
+                )
             }
         };
 
@@ -203,7 +211,9 @@ impl Switchboard {
         self.rollout.as_ref()
     }
 
-    /// The whole stack as one provider service (cheap to clone).
+    /// The whole stack as one provider service. Cloning it (as axum and tonic do for each
+    /// request) is one box and one reference count: the stack is a [`SharedService`],
+    /// called in place when no other request is using it.
     pub fn service(&self) -> BoxProvider {
         self.service.clone()
     }
