@@ -28,9 +28,10 @@ use crate::tokenize::{TokenCounting, count_chat};
 #[derive(Debug)]
 pub struct Estimator {
     prices: PriceTable,
-    /// The table's entries by name, for the request path (a hash, not a walk down a tree
-    /// of string comparisons).
-    exact: HashMap<String, Price>,
+    /// The table's entries by name, and every alias's model (priced at build, by a scan
+    /// if the table lacks it): the request path's lookup, a hash rather than a walk down a
+    /// tree of string comparisons or the scan memo's lock.
+    exact: HashMap<String, Option<Price>>,
     priciest: Price,
     max_output: HashMap<String, u64>,
     /// Logical name → the concrete model it is priced as, and how its tokens count.
@@ -43,6 +44,15 @@ pub struct Estimator {
     /// Prices found by scanning the table for a base model (dated snapshots, models the
     /// table lacks), by name: the scan reads every entry, and runs once per name.
     scanned: RwLock<HashMap<String, Option<Price>>>,
+}
+
+/// The price of the longest base name in `prices` that `model` is a snapshot of.
+fn scan(prices: &PriceTable, model: &str) -> Option<Price> {
+    prices
+        .iter()
+        .filter(|(base, _)| is_snapshot_of(model, base))
+        .max_by_key(|(base, _)| base.len())
+        .map(|(_, price)| *price)
 }
 
 /// The most names [`Estimator::known_price`] remembers a scan for; past it, it scans.
@@ -97,7 +107,7 @@ impl Estimator {
     pub fn known_price(&self, model: &str) -> Option<Price> {
         let model = self.resolve(model);
         if let Some(price) = self.exact.get(model) {
-            return Some(*price);
+            return *price;
         }
         if let Some(found) = self
             .scanned
@@ -107,13 +117,7 @@ impl Estimator {
         {
             return *found;
         }
-        // Longest base name the model is a snapshot of.
-        let found = self
-            .prices
-            .iter()
-            .filter(|(base, _)| is_snapshot_of(model, base))
-            .max_by_key(|(base, _)| base.len())
-            .map(|(_, price)| *price);
+        let found = scan(&self.prices, model);
         let mut scanned = self.scanned.write().unwrap_or_else(|e| e.into_inner());
         if scanned.len() < MAX_SCANNED {
             scanned.insert(model.to_owned(), found);
@@ -154,33 +158,59 @@ impl Estimator {
     /// The learned expected output for `scene`, once it has enough samples.
     pub fn learned_output(&self, scene: &Scene) -> Option<u64> {
         let learned = self.learned.read().unwrap_or_else(|e| e.into_inner());
-        let histogram = learned.get(scene)?;
-        (histogram.count() >= self.min_samples)
+        self.learned_from(learned.get(scene)?)
+    }
+
+    fn learned_from(&self, histogram: &OutputHistogram) -> Option<u64> {
+        // A scene's histogram exists from its first estimate: nothing is learned from it
+        // before its first sample, whatever the minimum.
+        (histogram.count() >= self.min_samples.max(1))
             .then(|| histogram.cached_percentile(self.percentile))
     }
 
     /// Records a call's real output tokens for its scene.
     pub fn observe_output(&self, scene: &Scene, output_tokens: u64) {
-        // Recorded under the read lock: the histogram's counters are atomic.
+        self.learner(scene).record(output_tokens);
+    }
+
+    /// The histogram `scene`'s outputs are learned in, made at the scene's first use. A
+    /// call holds it from its estimate to its end: one lookup per call, and its record
+    /// needs no lock (the histogram's counters are atomic).
+    pub(crate) fn learner(&self, scene: &Scene) -> Arc<OutputHistogram> {
         if let Some(histogram) = self
             .learned
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(scene)
         {
-            histogram.record(output_tokens);
-            return;
+            return Arc::clone(histogram);
         }
-        self.learned
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(scene.clone())
-            .or_default()
-            .record(output_tokens);
+        Arc::clone(
+            self.learned
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(scene.clone())
+                .or_default(),
+        )
     }
 
     /// The estimate for `body` in `scene`.
     pub fn estimate(&self, body: &ChatBody, scene: Option<&Scene>) -> CostEstimate {
+        let learned = scene.and_then(|s| self.learned_output(s));
+        self.estimate_with(body, learned)
+    }
+
+    /// The estimate for `body`, with the scene's learner already in hand.
+    pub(crate) fn estimate_learned(
+        &self,
+        body: &ChatBody,
+        learner: Option<&OutputHistogram>,
+    ) -> CostEstimate {
+        let learned = learner.and_then(|h| self.learned_from(h));
+        self.estimate_with(body, learned)
+    }
+
+    fn estimate_with(&self, body: &ChatBody, learned: Option<u64>) -> CostEstimate {
         // An alias's concrete name is shared; a concrete name asked for is copied once.
         let model = match self.aliases.get(&body.model) {
             Some((concrete, _)) => concrete.clone(),
@@ -191,8 +221,7 @@ impl Estimator {
         let max_output = body
             .max_tokens
             .map_or_else(|| self.max_output_of(&model), u64::from);
-        let expected_output = scene
-            .and_then(|s| self.learned_output(s))
+        let expected_output = learned
             .or(body.max_tokens.map(u64::from))
             .unwrap_or(self.default_expected_output)
             .min(max_output);
@@ -264,12 +293,18 @@ impl EstimatorBuilder {
                 output: switchboard_core::Cost::ZERO,
                 cached_input: None,
             });
+        let mut exact: HashMap<String, Option<Price>> = self
+            .prices
+            .iter()
+            .map(|(model, price)| (model.to_owned(), Some(*price)))
+            .collect();
+        for concrete in self.aliases.values() {
+            if !exact.contains_key(concrete.as_str()) {
+                exact.insert(concrete.to_string(), scan(&self.prices, concrete));
+            }
+        }
         Estimator {
-            exact: self
-                .prices
-                .iter()
-                .map(|(model, price)| (model.to_owned(), *price))
-                .collect(),
+            exact,
             prices: self.prices,
             priciest,
             max_output: self.max_output,

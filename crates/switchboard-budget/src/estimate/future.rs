@@ -5,9 +5,9 @@ use std::task::{Context, Poll, ready};
 
 use futures_core::Stream;
 use pin_project_lite::pin_project;
-use switchboard_core::{ChatEvent, ChatResponse, Error, EventStream, Scene, Usage};
+use switchboard_core::{ChatEvent, ChatResponse, Error, EventStream, Usage};
 
-use crate::Estimator;
+use crate::estimator::OutputHistogram;
 
 pin_project! {
     /// The future of [`Estimate`](crate::Estimate): the inner future, whose answer's
@@ -15,12 +15,12 @@ pin_project! {
     pub struct EstimateFuture<F> {
         #[pin]
         inner: F,
-        learn: Option<(Arc<Estimator>, Scene)>,
+        learn: Option<Arc<OutputHistogram>>,
     }
 }
 
 impl<F> EstimateFuture<F> {
-    pub(crate) fn new(inner: F, learn: Option<(Arc<Estimator>, Scene)>) -> Self {
+    pub(crate) fn new(inner: F, learn: Option<Arc<OutputHistogram>>) -> Self {
         Self { inner, learn }
     }
 }
@@ -41,10 +41,9 @@ where
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
         Poll::Ready(Ok(match this.learn.take() {
-            Some((estimator, scene)) => response.map_events(|events| ObservedEvents {
+            Some(learner) => response.map_events(|events| ObservedEvents {
                 events,
-                estimator,
-                scene,
+                learner,
                 usage: None,
             }),
             None => response,
@@ -58,8 +57,8 @@ pin_project! {
     pub struct ObservedEvents {
         #[pin]
         events: EventStream,
-        estimator: Arc<Estimator>,
-        scene: Scene,
+        // The scene's output histogram.
+        learner: Arc<OutputHistogram>,
         usage: Option<Usage>,
     }
 }
@@ -67,7 +66,7 @@ pin_project! {
 impl std::fmt::Debug for ObservedEvents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ObservedEvents")
-            .field("scene", &self.scene)
+            .field("usage", &self.usage)
             .finish_non_exhaustive()
     }
 }
@@ -85,8 +84,7 @@ impl Stream for ObservedEvents {
             Some(Err(_)) => *this.usage = None, // a broken answer teaches nothing
             None => {
                 if let Some(usage) = this.usage.take() {
-                    this.estimator
-                        .observe_output(this.scene, usage.output_tokens);
+                    this.learner.record(usage.output_tokens);
                 }
             }
             Some(Ok(_)) => {}

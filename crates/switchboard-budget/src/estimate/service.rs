@@ -48,12 +48,17 @@ where
     }
 
     fn call(&mut self, mut request: ChatRequest) -> Self::Future {
-        let scene = request.extensions().get::<Scene>().cloned();
+        // The scene's learner, looked up once: the estimate reads it, the answer feeds it.
+        let learner = request
+            .extensions()
+            .get::<Scene>()
+            .map(|scene| self.estimator.learner(scene));
         if request.extensions().get::<CostEstimate>().is_none() {
-            let estimate = self.estimator.estimate(request.body(), scene.as_ref());
+            let estimate = self
+                .estimator
+                .estimate_learned(request.body(), learner.as_deref());
             request.extensions_mut().insert(estimate);
         }
-        let learn = scene.map(|s| (self.estimator.clone(), s));
-        EstimateFuture::new(self.inner.call(request), learn)
+        EstimateFuture::new(self.inner.call(request), learner)
     }
 }
