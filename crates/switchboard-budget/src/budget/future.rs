@@ -16,10 +16,22 @@ use crate::cache::{CacheFuture, Replay};
 use crate::jobs::{JobFuture, QueueError};
 use crate::policy::{CACHED_ANSWER, ENQUEUED};
 
+/// The future of [`Budget`](crate::Budget): the reservation, then the inner call; its
+/// answer's stream settles the hold.
+///
+/// Everything lives in one box, the routed stack's future included: that future and the
+/// hold are most of the size, and every layer above would otherwise move them again as it
+/// builds its own future around this one.
+pub struct ResponseFuture<S, L>
+where
+    S: Service<ChatRequest>,
+    L: Ledger,
+{
+    inner: Pin<Box<Inner<S, L>>>,
+}
+
 pin_project! {
-    /// The future of [`Budget`](crate::Budget): the reservation, then the inner call;
-    /// its answer's stream settles the hold.
-    pub struct ResponseFuture<S, L>
+    struct Inner<S, L>
     where
         S: Service<ChatRequest>,
         L: Ledger,
@@ -40,9 +52,8 @@ pin_project! {
             pending: Option<(S, ChatRequest, Prepared)>,
         },
         Calling {
-            // Boxed: the routed stack's future is most of the size, and every layer above
-            // would otherwise move it again as it builds its own future.
-            call: Pin<Box<F>>,
+            #[pin]
+            call: F,
             settlement: Option<Settlement<L>>,
             status: Option<BudgetStatus>,
             degraded: Degraded,
@@ -74,35 +85,41 @@ where
         ledger: L,
         policy: Arc<Policy>,
     ) -> Self {
-        Self {
+        Self::boxed(Inner {
             state: State::Reserving {
                 reserve,
                 pending: Some((inner, request, prepared)),
             },
             ledger: Some(ledger),
             policy: Some(policy),
+        })
+    }
+
+    fn boxed(inner: Inner<S, L>) -> Self {
+        Self {
+            inner: Box::pin(inner),
         }
     }
 
     /// A reservation decided in `call`: the verdict's state, calling `inner` (ready) to
     /// send.
     pub(crate) fn admitted(verdict: Verdict<L>, inner: &mut S, policy: Arc<Policy>) -> Self {
-        Self {
+        Self::boxed(Inner {
             state: State::after(verdict, inner),
             // Only a pending reservation needs the ledger; the settlement has its own.
             ledger: None,
             policy: Some(policy),
-        }
+        })
     }
 
     pub(crate) fn done(result: Result<ChatResponse, Error>) -> Self {
-        Self {
+        Self::boxed(Inner {
             state: State::Done {
                 result: Some(result),
             },
             ledger: None,
             policy: None,
-        }
+        })
     }
 }
 
@@ -116,7 +133,7 @@ where
     fn after(verdict: Verdict<L>, inner: &mut S) -> Self {
         match verdict {
             Verdict::Send(request, settlement, status, degraded) => State::Calling {
-                call: Box::pin(inner.call(request)),
+                call: inner.call(request),
                 settlement: Some(settlement),
                 status,
                 degraded,
@@ -154,7 +171,7 @@ where
     type Output = Result<ChatResponse, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let mut this = self.get_mut().inner.as_mut().project();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Reserving { reserve, pending } => {
@@ -175,7 +192,7 @@ where
                     status,
                     degraded,
                 } => {
-                    let result = ready!(call.as_mut().poll(cx));
+                    let result = ready!(call.poll(cx));
                     let mut settlement = settlement.take().expect("polled after completion");
                     return Poll::Ready(match result {
                         Ok(mut response) => {
